@@ -1,0 +1,35 @@
+# `make demo` and `make test` set everything up (.venv, the build) and run; see README.md.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: all build demo test bench test-asan clean
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Build tools first, then the package (editable, so the tests run against this tree) with its extras.
+$(INSTALLED): pyproject.toml setup.py | $(PY)
+	$(PY) -m pip install --quiet "setuptools>=70" "Cython>=3" "numpy>=1.23"
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[test,bench,examples]"
+	touch $@
+
+# Recompiles only what changed since the last build.
+build: $(INSTALLED)
+	$(PY) setup.py --quiet build_ext --inplace
+
+demo: build
+	mkdir -p out
+	$(PY) examples/run_all.py
+
+test: build
+	$(PY) -m pytest tests
+
+bench: build
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf build out rustograd_cy/*.so rustograd_cy/_tape.c *.egg-info

@@ -1,0 +1,42 @@
+"""rustograd_cy: reverse-mode automatic differentiation of scalar expressions, compiled with Cython.
+
+>>> import rustograd_cy as rg
+>>> tape = rg.Tape()
+>>> a, b, c = tape.term("a", 123.0), tape.term("b", 321.0), tape.term("c", 42.0)
+>>> abc = (a + b) * c
+>>> abc.eval(), abc.derive(a), abc.derive(c)
+(18648.0, 42.0, 444.0)
+"""
+from rustograd_cy._tape import Tape, TapeTerm
+from rustograd_cy.errors import (
+    RustogradError,
+    TapeMismatchError,
+    TermWasNotValueError,
+    ValueNotDefinedError,
+)
+from rustograd_cy.functions import (
+    abs,
+    atan2,
+    cos,
+    exp,
+    log,
+    maximum,
+    minimum,
+    pow,
+    relu,
+    sigmoid,
+    sin,
+    sqrt,
+    square,
+    tan,
+    tanh,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tape", "TapeTerm",
+    "RustogradError", "TapeMismatchError", "TermWasNotValueError", "ValueNotDefinedError",
+    "abs", "atan2", "cos", "exp", "log", "maximum", "minimum", "pow", "relu", "sigmoid", "sin",
+    "sqrt", "square", "tan", "tanh",
+]

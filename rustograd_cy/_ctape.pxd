@@ -1,0 +1,53 @@
+# Declarations of the C99 core in src/ (the op table and the tape): the project's own type names
+# live here, so the Cython modules never spell int32_t for a node index.
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+
+cdef extern from "rg_ops.h" nogil:
+    cdef enum rg_op:
+        RG_LEAF, RG_CONST, RG_APPLY, RG_NEG, RG_SIN, RG_COS, RG_TAN, RG_EXP, RG_LOG, RG_SQRT,
+        RG_TANH, RG_SIGMOID, RG_RELU, RG_ABS, RG_SQUARE, RG_POWC, RG_ADD, RG_SUB, RG_MUL, RG_DIV,
+        RG_POW, RG_ATAN2, RG_MAXIMUM, RG_MINIMUM, RG_NUM_OPS
+
+    ctypedef struct rg_op_info:
+        const char *name
+        int arity
+        const char *infix
+
+    const rg_op_info RG_OP_INFO[]
+    bint rg_is_leaf(int op)
+    double rg_value(int op, double a, double b)
+    void rg_partials(int op, double a, double b, double v, double *da, double *db)
+
+cdef extern from "rg_tape.h" nogil:
+    ctypedef int32_t rg_index
+    ctypedef uint8_t rg_opcode
+    ctypedef uint32_t rg_stamp
+    enum:
+        RG_MAX_NODES
+        RG_OK
+        RG_ENOMEM
+        RG_EOVERFLOW
+        RG_BYTES_PER_NODE
+
+    ctypedef struct rg_tape:
+        rg_opcode *op
+        rg_index *lhs
+        rg_index *rhs
+        double *value
+        double *grad
+        rg_stamp *stamp
+        rg_index size
+        rg_index capacity
+        rg_stamp epoch
+
+    int rg_tape_reserve(rg_tape *t, int64_t needed)
+    void rg_tape_free(rg_tape *t)
+    rg_index rg_tape_push(rg_tape *t, int op, rg_index lhs, rg_index rhs, double value)
+    rg_index rg_cone(const rg_tape *t, rg_index output, uint8_t *mark, rg_index *cone)
+    rg_index rg_forward(rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, rg_stamp epoch)
+    rg_index rg_first_stale(const rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
+    void rg_reverse_begin(rg_tape *t, const rg_index *cone, rg_index n)
+    rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos)
+    rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_index n,
+                        rg_index var, double *tangent)
+    void rg_reset_stamps(rg_tape *t)

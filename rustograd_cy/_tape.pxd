@@ -1,0 +1,40 @@
+# The tape and its term proxy. Bodies in _tape.pyx; shipped so other Cython code can cimport them.
+from rustograd_cy._ctape cimport rg_index, rg_stamp, rg_tape
+
+
+cdef class _Cone:
+    cdef rg_index *idx              # ascending indices of the nodes the output depends on
+    cdef rg_index n                 # their count; idx[n - 1] is the output itself
+    cdef rg_stamp valid_epoch       # epoch in which all of the cone's values were last known current
+
+
+cdef class Tape:
+    cdef rg_tape c                  # the node buffers and the epoch (src/rg_tape.h)
+    cdef dict _names                # node index -> name, for leaves, named constants and apply nodes
+    cdef dict _funcs                # node index -> (f, df) of an apply node
+    cdef dict _cones                # output index -> _Cone, the few most recently built
+    cdef rg_index _grad_output      # output of the last backprop(), -1 when there are no gradients
+    cdef bint _busy                 # a sweep is running: nodes and values must not change
+    cdef object __weakref__
+
+    cdef int _check_idle(self) except -1
+    cdef rg_index _push(self, int op, rg_index lhs, rg_index rhs, double value) except -1
+    cdef rg_index _const(self, double value) except -1
+    cdef rg_index _operand(self, object x) except -1
+    cdef TapeTerm _wrap(self, rg_index index)
+    cdef void _next_epoch(self)
+    cdef str _label(self, rg_index i)
+    cdef double _callable_result(self, object result, rg_index i) except? -1.0
+    cdef _Cone _cone(self, rg_index output)
+    cdef int _require_values(self, _Cone cone, str caller) except -1
+    cdef int _forward(self, rg_index output) except -1
+    cdef int _backward(self, rg_index output) except -1
+    cdef double _tangent(self, rg_index output, rg_index var) except? -1.0
+    cdef int _set(self, rg_index index, object value) except -1
+
+
+cdef class TapeTerm:
+    cdef readonly Tape tape         # the tape holding the node
+    cdef readonly rg_index index    # the node's position on the tape
+
+    cdef TapeTerm _unary(self, int op)

@@ -1,0 +1,612 @@
+"""The tape engine: `Tape` owns the node buffers of src/rg_tape.h, `TapeTerm` is a (tape, index) proxy.
+
+Sweeps run in C without the GIL; an apply() node (a Python callable) pauses the sweep, is run here
+with the GIL, and the sweep resumes after it.
+"""
+cimport cython
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.math cimport copysign
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memset
+from libc.stdint cimport uint8_t
+
+from rustograd_cy._ctape cimport *
+
+import numbers
+
+from rustograd_cy.errors import TapeMismatchError, TermWasNotValueError, ValueNotDefinedError
+from rustograd_cy.labels import expression_label
+
+# How many outputs keep their cone cached; a training loop usually has one or two.
+cdef enum:
+    MAX_CACHED_CONES = 8
+
+#: The op table of src/rg_ops.h as (name, arity, infix) per op code, for labels and dispatch.
+OPS = tuple(
+    (RG_OP_INFO[i].name.decode(), RG_OP_INFO[i].arity, RG_OP_INFO[i].infix.decode())
+    for i in range(<int>RG_NUM_OPS)
+)
+OP_CODES = {name: code for code, (name, _, _) in enumerate(OPS)}
+
+
+def op_value(str name, double a, double b=0.0):
+    """The value of built-in op `name` at plain numbers, from the same table the sweeps use.
+
+    >>> op_value("sin", 0.0)
+    0.0
+    """
+    code = OP_CODES.get(name)
+    if code is None or rg_is_leaf(code) or code == RG_APPLY:
+        raise ValueError(f"unknown op {name!r}; known: {', '.join(sorted(OP_CODES))}")
+    return rg_value(code, a, a if OPS[code][1] == 1 and code != RG_POWC else b)
+
+
+def op_partials(str name, double a, double b=0.0):
+    """The partial derivatives (d/da, d/db) of built-in op `name` at plain numbers."""
+    cdef double da, db
+    code = OP_CODES.get(name)
+    if code is None or rg_is_leaf(code) or code == RG_APPLY:
+        raise ValueError(f"unknown op {name!r}; known: {', '.join(sorted(OP_CODES))}")
+    if OPS[code][1] == 1 and code != RG_POWC:
+        b = a
+    rg_partials(code, a, b, rg_value(code, a, b), &da, &db)
+    return da, db
+
+
+cdef inline bint _is_real(object x):
+    """Python and numpy real numbers, but not bool (True + x is almost always a mistake)."""
+    if type(x) is float or type(x) is int:
+        return True
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+cdef inline double _real(object x, str what) except? -1.0:
+    if not _is_real(x):
+        raise TypeError(f"{what} must be a real number (int or float), not {type(x).__name__}")
+    return float(x)
+
+
+cdef class _Cone:
+    """The cached list of nodes one output depends on (freed with the object)."""
+
+    def __dealloc__(self):
+        free(self.idx)
+
+
+cdef class Tape:
+    """An arena of nodes: leaves made by `term()`, operations appended by arithmetic on its terms.
+
+    >>> tape = Tape()
+    >>> a, b = tape.term("a", 2.0), tape.term("b", 3.0)
+    >>> (a * b).eval()
+    6.0
+    """
+
+    def __cinit__(self):
+        memset(&self.c, 0, sizeof(self.c))
+        self.c.epoch = 1
+        self._names = {}
+        self._funcs = {}
+        self._cones = {}
+        self._grad_output = -1
+        self._busy = False
+        self._push(RG_CONST, 0, 0, 0.0)
+        self._push(RG_CONST, 0, 0, 1.0)
+        self._names[0] = "0"
+        self._names[1] = "1"
+
+    def __dealloc__(self):
+        rg_tape_free(&self.c)
+
+    def __len__(self):
+        return self.c.size
+
+    def __repr__(self):
+        return f"Tape(nodes={self.c.size})"
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def term(self, str name, value):
+        """A new leaf (variable) called `name` holding `value`; change it later with `set()`."""
+        cdef double v = _real(value, "a leaf's value")
+        cdef rg_index i = self._push(RG_LEAF, 0, 0, v)
+        self._names[i] = name
+        return self._wrap(i)
+
+    def constant(self, value, name=None):
+        """A constant leaf (set() refuses it), named by its value unless `name` is given."""
+        cdef rg_index i
+        if name is None:
+            return self._wrap(self._const(_real(value, "a constant")))
+        if not isinstance(name, str):
+            raise TypeError(f"a constant's name must be a str, not {type(name).__name__}")
+        i = self._push(RG_CONST, 0, 0, _real(value, "a constant"))
+        self._names[i] = name
+        return self._wrap(i)
+
+    def zero(self):
+        """The preallocated constant 0."""
+        return self._wrap(0)
+
+    def one(self):
+        """The preallocated constant 1."""
+        return self._wrap(1)
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def clear(self):
+        """Drop every computed value (leaves keep theirs): eval() must run again before derivatives."""
+        self._check_idle()
+        self._next_epoch()  # gradients stay until clear_grad(), as after a set()
+
+    def clear_grad(self):
+        """Drop every gradient: `.grad` is None again until the next backprop()."""
+        self._check_idle()
+        memset(self.c.grad, 0, <size_t>self.c.size * sizeof(double))
+        self._grad_output = -1
+
+    @property
+    def nbytes(self):
+        """Bytes held by the node buffers (allocated capacity) and the cached cones."""
+        cdef _Cone cone
+        cdef size_t total = <size_t>self.c.capacity * RG_BYTES_PER_NODE
+        for cone in self._cones.values():
+            total += <size_t>cone.n * sizeof(rg_index)
+        return total
+
+    # -- internals --------------------------------------------------------------------------------
+
+    cdef int _check_idle(self) except -1:
+        if self._busy:
+            raise RuntimeError(
+                "this tape is in the middle of a sweep (in another thread, or in a callable that the "
+                "sweep called): it cannot change or start another sweep until that one ends; give "
+                "each thread its own tape"
+            )
+        return 0
+
+    cdef rg_index _push(self, int op, rg_index lhs, rg_index rhs, double value) except -1:
+        self._check_idle()
+        cdef rg_index i = rg_tape_push(&self.c, op, lhs, rhs, value)
+        if i == RG_EOVERFLOW:
+            raise OverflowError(f"a tape holds at most {RG_MAX_NODES} nodes; start another tape")
+        if i < 0:
+            raise MemoryError(f"no memory to grow the tape past {self.c.size} nodes")
+        return i
+
+    cdef rg_index _const(self, double value) except -1:
+        if value == 0.0 and copysign(1.0, value) > 0:
+            return 0
+        if value == 1.0:
+            return 1
+        return self._push(RG_CONST, 0, 0, value)
+
+    cdef rg_index _operand(self, object x) except -1:
+        if type(x) is TapeTerm:
+            if (<TapeTerm>x).tape is not self:
+                raise TapeMismatchError(
+                    "cannot combine terms of two different tapes: build the whole expression on one tape"
+                )
+            return (<TapeTerm>x).index
+        return self._const(_real(x, "an operand"))
+
+    cdef TapeTerm _wrap(self, rg_index index):
+        cdef TapeTerm t = TapeTerm.__new__(TapeTerm)
+        t.tape = self
+        t.index = index
+        return t
+
+    cdef void _next_epoch(self):
+        if self.c.epoch == <rg_stamp>-1:  # wrap around: forget every stamp rather than alias one
+            rg_reset_stamps(&self.c)
+            self._cones.clear()
+            self.c.epoch = 0
+        self.c.epoch += 1
+
+    cdef _Cone _cone(self, rg_index output):
+        # A node's operands never change, so an output's cone stays right however the tape grows.
+        cdef _Cone cone = self._cones.get(output)
+        if cone is not None:
+            return cone
+        cdef uint8_t *mark = <uint8_t *>calloc(<size_t>output + 1, 1)
+        cdef rg_index *idx = <rg_index *>malloc((<size_t>output + 1) * sizeof(rg_index))
+        if mark == NULL or idx == NULL:
+            free(mark)
+            free(idx)
+            raise MemoryError("no memory to find the nodes the output depends on")
+        cone = _Cone.__new__(_Cone)
+        with nogil:
+            cone.n = rg_cone(&self.c, output, mark, idx)
+        free(mark)
+        cone.idx = <rg_index *>realloc(idx, <size_t>cone.n * sizeof(rg_index))
+        if cone.idx == NULL:  # shrinking failed: keep the larger block
+            cone.idx = idx
+        if len(self._cones) >= MAX_CACHED_CONES:
+            del self._cones[next(iter(self._cones))]
+        self._cones[output] = cone
+        return cone
+
+    cdef str _label(self, rg_index i):
+        return expression_label(i, self._describe)
+
+    def _describe(self, rg_index i):
+        """(name or None, op name, infix, operand indices) of node i, for labels and drawings."""
+        cdef int op = self.c.op[i]
+        name, _, infix = OPS[op]
+        if rg_is_leaf(op):
+            label = self._names.get(i)
+            return (label if label is not None else f"{self.c.value[i]:g}"), name, infix, ()
+        if op == RG_APPLY:
+            return None, self._names[i], "", (self.c.lhs[i],)
+        if OPS[op][1] == 2 or op == RG_POWC:
+            return None, name, infix, (self.c.lhs[i], self.c.rhs[i])
+        return None, name, infix, (self.c.lhs[i],)
+
+    cdef int _require_values(self, _Cone cone, str caller) except -1:
+        cdef rg_index pos
+        if cone.valid_epoch == self.c.epoch:
+            return 0
+        pos = rg_first_stale(&self.c, cone.idx, cone.n, self.c.epoch)
+        if pos < 0:
+            cone.valid_epoch = self.c.epoch  # e.g. evaluated as part of a bigger output
+            return 0
+        cdef rg_index i = cone.idx[pos]
+        why = "was never computed" if self.c.stamp[i] == 0 else "is stale since a set() or clear()"
+        raise ValueNotDefinedError(
+            f"{caller} needs the value of {self._label(i)!r} (node {i}), which {why}: "
+            f"call eval() on the output first"
+        )
+
+    cdef int _forward(self, rg_index output) except -1:
+        cdef _Cone cone = self._cone(output)
+        cdef rg_stamp epoch = self.c.epoch
+        cdef rg_index pos = 0, n = cone.n, i
+        self._check_idle()
+        self._busy = True
+        try:
+            while True:
+                with nogil:
+                    pos = rg_forward(&self.c, cone.idx, pos, n, epoch)
+                if pos == n:
+                    break
+                i = cone.idx[pos]
+                f = self._funcs[i][0]
+                self.c.value[i] = self._callable_result(f(self.c.value[self.c.lhs[i]]), i)
+                self.c.stamp[i] = epoch
+                pos += 1
+        finally:
+            self._busy = False
+        cone.valid_epoch = epoch
+        return 0
+
+    cdef int _backward(self, rg_index output) except -1:
+        cdef _Cone cone = self._cone(output)
+        cdef rg_index pos, i, lhs
+        cdef double g
+        self._require_values(cone, "backprop()")
+        self._check_idle()
+        self._busy = True
+        try:
+            if self._grad_output >= 0 and self._grad_output != output:
+                # Keep the invariant: gradients are zero outside the last output's cone.
+                memset(self.c.grad, 0, (<size_t>self._grad_output + 1) * sizeof(double))
+            self._grad_output = -1
+            with nogil:
+                rg_reverse_begin(&self.c, cone.idx, cone.n)
+                pos = rg_reverse(&self.c, cone.idx, cone.n - 1)
+            while pos >= 0:
+                i = cone.idx[pos]
+                g = self.c.grad[i]
+                if g != 0.0:
+                    lhs = self.c.lhs[i]
+                    df = self._funcs[i][1]
+                    self.c.grad[lhs] += g * self._callable_result(df(self.c.value[lhs]), i)
+                with nogil:
+                    pos = rg_reverse(&self.c, cone.idx, pos - 1)
+            self._grad_output = output
+        except BaseException:
+            # A callable raised: leave no half-accumulated gradients behind.
+            memset(self.c.grad, 0, <size_t>self.c.size * sizeof(double))
+            raise
+        finally:
+            self._busy = False
+        return 0
+
+    cdef double _tangent(self, rg_index output, rg_index var) except? -1.0:
+        cdef _Cone cone = self._cone(output)
+        cdef rg_index pos = 0, n = cone.n, i, lhs
+        cdef double d
+        self._require_values(cone, "derive()")
+        self._check_idle()
+        cdef double *tangent = <double *>PyMem_Malloc((<size_t>output + 1) * sizeof(double))
+        if tangent == NULL:
+            raise MemoryError("no memory for derive()'s tangent sweep")
+        self._busy = True
+        try:
+            while True:
+                with nogil:
+                    pos = rg_tangent(&self.c, cone.idx, pos, n, var, tangent)
+                if pos == n:
+                    break
+                i = cone.idx[pos]
+                lhs = self.c.lhs[i]
+                d = 0.0
+                if tangent[lhs] != 0.0:
+                    df = self._funcs[i][1]
+                    d = self._callable_result(df(self.c.value[lhs]), i) * tangent[lhs]
+                tangent[i] = d
+                pos += 1
+            return tangent[output]
+        finally:
+            self._busy = False
+            PyMem_Free(tangent)
+
+    cdef double _callable_result(self, object result, rg_index i) except? -1.0:
+        if not _is_real(result):
+            raise TypeError(
+                f"the function of apply({self._names[i]!r}) (node {i}) returned "
+                f"{type(result).__name__}; it must return a real number"
+            )
+        return float(result)
+
+    cdef int _set(self, rg_index index, object value) except -1:
+        cdef double v = _real(value, "set()'s value")
+        cdef int op = self.c.op[index]
+        if op != RG_LEAF:
+            what = "a constant" if op == RG_CONST else "an operation node"
+            raise TermWasNotValueError(
+                f"set() changes leaves made by tape.term(); {self._label(index)!r} (node {index}) "
+                f"is {what}"
+            )
+        self._check_idle()
+        self.c.value[index] = v
+        self._next_epoch()
+        return 0
+
+
+cdef inline object _binary(int op, object x, object y):
+    """x op y where at least one of them is a TapeTerm (operator methods land here)."""
+    cdef Tape tape = (<TapeTerm>x).tape if type(x) is TapeTerm else (<TapeTerm>y).tape
+    if not ((type(x) is TapeTerm or _is_real(x)) and (type(y) is TapeTerm or _is_real(y))):
+        return NotImplemented
+    cdef rg_index a = tape._operand(x)
+    cdef rg_index b = tape._operand(y)
+    return tape._wrap(tape._push(op, a, b, 0.0))
+
+
+cdef inline object _power(object x, object y):
+    """x ** y: a constant exponent makes a powc node (not differentiated in the exponent)."""
+    if type(y) is not TapeTerm and _is_real(y):
+        return _binary(RG_POWC, x, y)
+    return _binary(RG_POW, x, y)
+
+
+@cython.freelist(256)
+cdef class TapeTerm:
+    """A node of a `Tape`: combine terms with + - * / ** and the built-in functions, then
+    `eval()`, `derive(var)` or `backprop()`. Made by `tape.term()`, never directly.
+
+    >>> tape = Tape()
+    >>> x = tape.term("x", 3.0)
+    >>> y = x * x + 1
+    >>> y.eval(), y.derive(x)
+    (10.0, 6.0)
+    """
+
+    # numpy scalars hand mixed arithmetic to our reflected operators instead of making arrays.
+    __array_ufunc__ = None
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("make terms with tape.term(name, value), not TapeTerm()")
+
+    # -- operators --------------------------------------------------------------------------------
+
+    def __add__(self, other):
+        return _binary(RG_ADD, self, other)
+
+    def __radd__(self, other):
+        return _binary(RG_ADD, other, self)
+
+    def __sub__(self, other):
+        return _binary(RG_SUB, self, other)
+
+    def __rsub__(self, other):
+        return _binary(RG_SUB, other, self)
+
+    def __mul__(self, other):
+        return _binary(RG_MUL, self, other)
+
+    def __rmul__(self, other):
+        return _binary(RG_MUL, other, self)
+
+    def __truediv__(self, other):
+        return _binary(RG_DIV, self, other)
+
+    def __rtruediv__(self, other):
+        return _binary(RG_DIV, other, self)
+
+    def __pow__(self, other, modulo):
+        if modulo is not None:
+            return NotImplemented
+        return _power(self, other)
+
+    def __rpow__(self, other, modulo):
+        if modulo is not None:
+            return NotImplemented
+        return _binary(RG_POW, other, self)
+
+    def __neg__(self):
+        return self._unary(RG_NEG)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self._unary(RG_ABS)
+
+    def __eq__(self, other):
+        """Terms are equal when they are the same node of the same tape."""
+        if type(other) is not TapeTerm:
+            return NotImplemented
+        return self.tape is (<TapeTerm>other).tape and self.index == (<TapeTerm>other).index
+
+    def __ne__(self, other):
+        if type(other) is not TapeTerm:
+            return NotImplemented
+        return not (self.tape is (<TapeTerm>other).tape and self.index == (<TapeTerm>other).index)
+
+    def __hash__(self):
+        return hash((id(self.tape), self.index))
+
+    def __bool__(self):
+        raise TypeError("a term has no truth value; compare term.eval() or term.data instead")
+
+    def __repr__(self):
+        return f"TapeTerm({self.name!r}, index={self.index}, data={self.data!r})"
+
+    # -- built-in functions -----------------------------------------------------------------------
+
+    cdef TapeTerm _unary(self, int op):
+        return self.tape._wrap(self.tape._push(op, self.index, self.index, 0.0))
+
+    def sin(self):
+        """sin(self)."""
+        return self._unary(RG_SIN)
+
+    def cos(self):
+        """cos(self)."""
+        return self._unary(RG_COS)
+
+    def tan(self):
+        """tan(self)."""
+        return self._unary(RG_TAN)
+
+    def exp(self):
+        """exp(self)."""
+        return self._unary(RG_EXP)
+
+    def log(self):
+        """Natural logarithm of self (NaN below 0, -inf at 0, as IEEE)."""
+        return self._unary(RG_LOG)
+
+    def sqrt(self):
+        """Square root of self."""
+        return self._unary(RG_SQRT)
+
+    def tanh(self):
+        """tanh(self)."""
+        return self._unary(RG_TANH)
+
+    def sigmoid(self):
+        """1 / (1 + exp(-self)), computed without overflow."""
+        return self._unary(RG_SIGMOID)
+
+    def relu(self):
+        """max(self, 0); its derivative at 0 is 0."""
+        return self._unary(RG_RELU)
+
+    def abs(self):
+        """|self|; its derivative at 0 is 0."""
+        return self._unary(RG_ABS)
+
+    def square(self):
+        """self * self as one node."""
+        return self._unary(RG_SQUARE)
+
+    def pow(self, exponent):
+        """self ** exponent (a number or a term)."""
+        return _power(self, exponent)
+
+    def atan2(self, x):
+        """atan2(self, x): the angle of the point (x, self), as math.atan2(y, x)."""
+        return _binary(RG_ATAN2, self, x)
+
+    def maximum(self, other):
+        """The larger of self and other; NaN if either is NaN; a tie splits the gradient in half."""
+        return _binary(RG_MAXIMUM, self, other)
+
+    def minimum(self, other):
+        """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
+        return _binary(RG_MINIMUM, self, other)
+
+    def apply(self, str name, f, df):
+        """A node computing f(self), with derivative df(self): any Python callables of one float.
+
+        The sweeps run built-in nodes in C without the GIL and call f and df with the GIL held.
+        They must not change this tape (build nodes or set leaves) while a sweep calls them.
+
+        >>> import math
+        >>> tape = Tape()
+        >>> tape.term("a", 0.0).apply("sin", math.sin, math.cos).eval()
+        0.0
+        """
+        if not callable(f) or not callable(df):
+            raise TypeError(f"apply({name!r}, f, df) needs two callables, got {type(f).__name__} "
+                            f"and {type(df).__name__}")
+        cdef Tape tape = self.tape
+        cdef rg_index i = tape._push(RG_APPLY, self.index, self.index, 0.0)
+        tape._names[i] = name
+        tape._funcs[i] = (f, df)
+        return tape._wrap(i)
+
+    def _constant_like(self, value):
+        """A constant on the same tape (lets rg.maximum(0.0, x) and friends lift numbers)."""
+        return self.tape.constant(value)
+
+    # -- evaluation and derivatives ---------------------------------------------------------------
+
+    def eval(self):
+        """Compute the value of this term (and of every node it depends on) and return it."""
+        self.tape._forward(self.index)
+        return self.tape.c.value[self.index]
+
+    def derive(self, var):
+        """d(self)/d(var) by a forward-mode sweep, from the values of the last eval().
+
+        `var` is a leaf of the same tape. The gradients of backprop() are left alone.
+        """
+        if type(var) is not TapeTerm:
+            raise TypeError(f"derive() takes a TapeTerm leaf, not {type(var).__name__}")
+        cdef TapeTerm v = <TapeTerm>var
+        if v.tape is not self.tape:
+            raise TapeMismatchError("derive() got a variable of another tape: use a leaf of this one")
+        if self.tape.c.op[v.index] != RG_LEAF:
+            raise TermWasNotValueError(
+                f"derive() is with respect to a leaf made by tape.term(); {v.name!r} "
+                f"(node {v.index}) is not one"
+            )
+        return self.tape._tangent(self.index, v.index)
+
+    def backprop(self):
+        """Compute d(self)/d(node) for every node at once; read them as `.grad`.
+
+        Needs the values of the last eval(). Nodes this term does not depend on get gradient 0.
+        """
+        self.tape._backward(self.index)
+
+    def set(self, value):
+        """Give this leaf a new value; computed values become stale until the next eval()."""
+        self.tape._set(self.index, value)
+
+    @property
+    def data(self):
+        """The value: a leaf's own, else the one computed by eval(); None if never computed or stale."""
+        cdef rg_tape *c = &self.tape.c
+        if rg_is_leaf(c.op[self.index]) or c.stamp[self.index] == c.epoch:
+            return c.value[self.index]
+        return None
+
+    @property
+    def grad(self):
+        """d(output)/d(self) from the last backprop(), or None if there has been none since clear_grad()."""
+        if self.tape._grad_output < 0:
+            return None
+        return self.tape.c.grad[self.index]
+
+    @property
+    def name(self):
+        """The leaf's or function's name, or for an operation its expression, such as '(a + b) * c'."""
+        cdef int op = self.tape.c.op[self.index]
+        if rg_is_leaf(op):
+            return self.tape._describe(self.index)[0]
+        return self.tape._label(self.index)

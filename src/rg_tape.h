@@ -1,0 +1,89 @@
+/* rg_tape.h -- the tape: struct-of-arrays node buffers and the sweeps over them. Plain C99, no
+ * Python.h: every function here may run without the GIL.
+ *
+ * Nodes are appended in creation order, so index order is a topological order and every sweep is a
+ * loop over a cone: the ascending list of the nodes one output depends on (rg_cone). A sweep stops
+ * at an RG_APPLY node (a Python callable) and returns its position; the caller runs the callable
+ * with the GIL and resumes the sweep after it.
+ */
+#ifndef RG_TAPE_H
+#define RG_TAPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rg_ops.h"
+
+typedef int32_t rg_index;  /* node index; a tape holds at most RG_MAX_NODES nodes */
+typedef uint8_t rg_opcode; /* an enum rg_op */
+typedef uint32_t rg_stamp; /* the epoch a node's value was computed in; 0 = never */
+
+#define RG_MAX_NODES INT32_MAX
+
+enum { RG_OK = 0, RG_ENOMEM = -1, RG_EOVERFLOW = -2 };
+
+typedef struct {
+    rg_opcode *op;   /* op code of each node */
+    rg_index *lhs;   /* first operand (unary ops: the operand) */
+    rg_index *rhs;   /* second operand (unary ops: same as lhs; powc: the exponent's node) */
+    double *value;   /* leaves: their value; others: the value computed by the last forward sweep */
+    double *grad;    /* adjoint from the last reverse sweep */
+    rg_stamp *stamp; /* epoch of value[i] for computed nodes; valid when equal to epoch */
+    rg_index size;   /* nodes in use */
+    rg_index capacity;
+    rg_stamp epoch;  /* bumped whenever a leaf changes, so older values become stale */
+} rg_tape;
+
+/* Every buffer's bytes per node. */
+#define RG_BYTES_PER_NODE                                                                       \
+    (sizeof(rg_opcode) + 2 * sizeof(rg_index) + 2 * sizeof(double) + sizeof(rg_stamp))
+
+/* Grows the buffers (by doubling) to hold at least `needed` nodes. RG_OK, RG_ENOMEM or
+ * RG_EOVERFLOW (more than RG_MAX_NODES); on failure the tape is unchanged. */
+int rg_tape_reserve(rg_tape *t, int64_t needed);
+void rg_tape_free(rg_tape *t);
+
+/* Appends a node with no computed value; returns its index, or a negative error from reserve. */
+static inline rg_index rg_tape_push(rg_tape *t, int op, rg_index lhs, rg_index rhs, double value) {
+    if (t->size == t->capacity) {
+        int err = rg_tape_reserve(t, (int64_t)t->size + 1);
+        if (err) return err;
+    }
+    rg_index i = t->size++;
+    t->op[i] = (rg_opcode)op;
+    t->lhs[i] = lhs;
+    t->rhs[i] = rhs;
+    t->value[i] = value;
+    t->grad[i] = 0.0;
+    t->stamp[i] = 0;
+    return i;
+}
+
+/* Writes into `cone` the ascending indices of the nodes `output` depends on, itself included, and
+ * returns their count. `mark` is scratch space of output + 1 zeroed bytes. */
+rg_index rg_cone(const rg_tape *t, rg_index output, uint8_t *mark, rg_index *cone);
+
+/* Forward sweep over cone[pos..n): computes values and stamps them with `epoch`. Returns the
+ * position of the first apply node met (its value is left to the caller), or n. */
+rg_index rg_forward(rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, rg_stamp epoch);
+
+/* Position of the first computed node in cone[0..n) whose value is not stamped `epoch`, or -1. */
+rg_index rg_first_stale(const rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch);
+
+/* Zeroes the gradients of the cone's nodes and seeds the output (cone[n - 1]) with 1. */
+void rg_reverse_begin(rg_tape *t, const rg_index *cone, rg_index n);
+
+/* Reverse sweep over cone positions pos, pos - 1, ..., 0: adds each node's gradient times its
+ * partials to its operands. Returns the position of the first apply node met (left to the caller),
+ * or -1 when done. A zero gradient is not propagated, so 0 * inf never makes a NaN. */
+rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos);
+
+/* Tangent (forward-mode) sweep over cone[pos..n) into `tangent` (indexed by node): leaves get 1 if
+ * they are `var`, else 0. Returns the position of the first apply node met, or n. */
+rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, rg_index var,
+                    double *tangent);
+
+/* Clears every stamp (used when the epoch counter wraps around). */
+void rg_reset_stamps(rg_tape *t);
+
+#endif /* RG_TAPE_H */
