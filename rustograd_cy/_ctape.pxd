@@ -47,7 +47,7 @@ cdef extern from "rg_tape.h" nogil:
     rg_index rg_forward(rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, rg_stamp epoch)
     rg_index rg_first_stale(const rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
     void rg_reverse_begin(rg_tape *t, const rg_index *cone, rg_index n)
-    rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos)
+    rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index stop)
     rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_index n,
                         rg_index var, double *tangent)
     void rg_reset_stamps(rg_tape *t)

@@ -27,8 +27,8 @@ cdef class Tape:
     cdef double _callable_result(self, object result, rg_index i) except? -1.0
     cdef _Cone _cone(self, rg_index output)
     cdef int _require_values(self, _Cone cone, str caller) except -1
-    cdef int _forward(self, rg_index output) except -1
-    cdef int _backward(self, rg_index output) except -1
+    cdef int _forward(self, rg_index output, object callback) except -1
+    cdef int _backward(self, rg_index output, object callback) except -1
     cdef double _tangent(self, rg_index output, rg_index var) except? -1.0
     cdef int _set(self, rg_index index, object value) except -1
 

@@ -257,31 +257,35 @@ cdef class Tape:
             f"call eval() on the output first"
         )
 
-    cdef int _forward(self, rg_index output) except -1:
+    cdef int _forward(self, rg_index output, object callback) except -1:
+        # With a callback the C sweep runs one node per call (the slow path, for animations).
         cdef _Cone cone = self._cone(output)
         cdef rg_stamp epoch = self.c.epoch
-        cdef rg_index pos = 0, n = cone.n, i
+        cdef rg_index pos = 0, end, stop, i
         self._check_idle()
         self._busy = True
         try:
-            while True:
+            while pos < cone.n:
+                end = cone.n if callback is None else pos + 1
                 with nogil:
-                    pos = rg_forward(&self.c, cone.idx, pos, n, epoch)
-                if pos == n:
-                    break
-                i = cone.idx[pos]
-                f = self._funcs[i][0]
-                self.c.value[i] = self._callable_result(f(self.c.value[self.c.lhs[i]]), i)
-                self.c.stamp[i] = epoch
-                pos += 1
+                    stop = rg_forward(&self.c, cone.idx, pos, end, epoch)
+                if stop < end:  # an apply node: run its callable here, with the GIL
+                    i = cone.idx[stop]
+                    f = self._funcs[i][0]
+                    self.c.value[i] = self._callable_result(f(self.c.value[self.c.lhs[i]]), i)
+                    self.c.stamp[i] = epoch
+                    stop += 1
+                pos = stop
+                if callback is not None:
+                    callback(self._wrap(cone.idx[pos - 1]))
         finally:
             self._busy = False
         cone.valid_epoch = epoch
         return 0
 
-    cdef int _backward(self, rg_index output) except -1:
+    cdef int _backward(self, rg_index output, object callback) except -1:
         cdef _Cone cone = self._cone(output)
-        cdef rg_index pos, i, lhs
+        cdef rg_index pos, last, stop, i, lhs
         cdef double g
         self._require_values(cone, "backprop()")
         self._check_idle()
@@ -290,23 +294,28 @@ cdef class Tape:
             if self._grad_output >= 0 and self._grad_output != output:
                 # Keep the invariant: gradients are zero outside the last output's cone.
                 memset(self.c.grad, 0, (<size_t>self._grad_output + 1) * sizeof(double))
-            self._grad_output = -1
-            with nogil:
-                rg_reverse_begin(&self.c, cone.idx, cone.n)
-                pos = rg_reverse(&self.c, cone.idx, cone.n - 1)
+            rg_reverse_begin(&self.c, cone.idx, cone.n)
+            self._grad_output = output  # gradients show as they are computed (to callbacks too)
+            pos = cone.n - 1
             while pos >= 0:
-                i = cone.idx[pos]
-                g = self.c.grad[i]
-                if g != 0.0:
-                    lhs = self.c.lhs[i]
-                    df = self._funcs[i][1]
-                    self.c.grad[lhs] += g * self._callable_result(df(self.c.value[lhs]), i)
+                last = 0 if callback is None else pos
                 with nogil:
-                    pos = rg_reverse(&self.c, cone.idx, pos - 1)
-            self._grad_output = output
+                    stop = rg_reverse(&self.c, cone.idx, pos, last)
+                if stop >= last:  # an apply node: run its derivative here, with the GIL
+                    i = cone.idx[stop]
+                    g = self.c.grad[i]
+                    if g != 0.0:
+                        lhs = self.c.lhs[i]
+                        df = self._funcs[i][1]
+                        self.c.grad[lhs] += g * self._callable_result(df(self.c.value[lhs]), i)
+                    stop -= 1
+                pos = stop
+                if callback is not None:
+                    callback(self._wrap(cone.idx[pos + 1]))
         except BaseException:
             # A callable raised: leave no half-accumulated gradients behind.
             memset(self.c.grad, 0, <size_t>self.c.size * sizeof(double))
+            self._grad_output = -1
             raise
         finally:
             self._busy = False
@@ -555,9 +564,12 @@ cdef class TapeTerm:
 
     # -- evaluation and derivatives ---------------------------------------------------------------
 
-    def eval(self):
-        """Compute the value of this term (and of every node it depends on) and return it."""
-        self.tape._forward(self.index)
+    def eval(self, callback=None):
+        """Compute the value of this term (and of every node it depends on) and return it.
+
+        `callback(term)`, if given, is called after each node of the sweep, in order (slower).
+        """
+        self.tape._forward(self.index, callback)
         return self.tape.c.value[self.index]
 
     def derive(self, var):
@@ -577,16 +589,37 @@ cdef class TapeTerm:
             )
         return self.tape._tangent(self.index, v.index)
 
-    def backprop(self):
+    def backprop(self, callback=None):
         """Compute d(self)/d(node) for every node at once; read them as `.grad`.
 
         Needs the values of the last eval(). Nodes this term does not depend on get gradient 0.
+        `callback(term)`, if given, is called as each node's gradient becomes final, in order.
         """
-        self.tape._backward(self.index)
+        self.tape._backward(self.index, callback)
 
     def set(self, value):
         """Give this leaf a new value; computed values become stale until the next eval()."""
         self.tape._set(self.index, value)
+
+    def _key(self):
+        """This node's identity in `_graph()` records."""
+        return self.index
+
+    def _graph(self):
+        """The nodes this term depends on, operands first, as records for drawing:
+        (key, name or None, op, infix, operand keys, data, grad). An apply node has its function's
+        name as op; a leaf its name as name."""
+        cdef Tape tape = self.tape
+        cdef _Cone cone = tape._cone(self.index)
+        cdef rg_index pos, i
+        grads = tape._grad_output >= 0
+        records = []
+        for pos in range(cone.n):
+            i = cone.idx[pos]
+            name, op, infix, operands = tape._describe(i)
+            data = tape.c.value[i] if rg_is_leaf(tape.c.op[i]) or tape.c.stamp[i] == tape.c.epoch else None
+            records.append((i, name, op, infix, operands, data, tape.c.grad[i] if grads else None))
+        return records
 
     @property
     def data(self):

@@ -90,12 +90,12 @@ void rg_reverse_begin(rg_tape *t, const rg_index *cone, rg_index n) {
     grad[cone[n - 1]] = 1.0;
 }
 
-rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos) {
+rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index stop) {
     const rg_opcode *op = t->op;
     const rg_index *lhs = t->lhs, *rhs = t->rhs;
     const double *value = t->value;
     double *grad = t->grad;
-    for (; pos >= 0; pos--) {
+    for (; pos >= stop; pos--) {
         rg_index i = cone[pos];
         int o = op[i];
         if (rg_is_leaf(o)) continue;
@@ -108,7 +108,7 @@ rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos) {
         grad[l] += g * da;
         if (RG_OP_INFO[o].arity == 2) grad[r] += g * db;
     }
-    return -1;
+    return stop - 1;
 }
 
 rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, rg_index var,

@@ -73,10 +73,10 @@ rg_index rg_first_stale(const rg_tape *t, const rg_index *cone, rg_index n, rg_s
 /* Zeroes the gradients of the cone's nodes and seeds the output (cone[n - 1]) with 1. */
 void rg_reverse_begin(rg_tape *t, const rg_index *cone, rg_index n);
 
-/* Reverse sweep over cone positions pos, pos - 1, ..., 0: adds each node's gradient times its
+/* Reverse sweep over cone positions pos, pos - 1, ..., stop: adds each node's gradient times its
  * partials to its operands. Returns the position of the first apply node met (left to the caller),
- * or -1 when done. A zero gradient is not propagated, so 0 * inf never makes a NaN. */
-rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos);
+ * or stop - 1 when done. A zero gradient is not propagated, so 0 * inf never makes a NaN. */
+rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index stop);
 
 /* Tangent (forward-mode) sweep over cone[pos..n) into `tangent` (indexed by node): leaves get 1 if
  * they are `var`, else 0. Returns the position of the first apply node met, or n. */
