@@ -73,6 +73,7 @@ cdef class _Cone:
         free(self.idx)
 
 
+@cython.final
 cdef class Tape:
     """An arena of nodes: leaves made by `term()`, operations appended by arithmetic on its terms.
 
@@ -390,6 +391,7 @@ cdef inline object _power(object x, object y):
     return _binary(RG_POW, x, y)
 
 
+@cython.final
 @cython.freelist(256)
 cdef class TapeTerm:
     """A node of a `Tape`: combine terms with + - * / ** and the built-in functions, then
