@@ -23,9 +23,11 @@ DIRECTIVES = {
 }
 
 # -fno-math-errno lets sqrt compile to one instruction; -ffp-contract=off keeps a*b+c unfused so the
-# sweeps round exactly like the pure-Python oracle and the other term kinds.
-CFLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
-LDFLAGS = []
+# sweeps round exactly like the pure-Python oracle and the other term kinds. -fno-trapping-math (no
+# effect on results: nothing here enables FP traps) lets the batched reverse sweep's "skip zero
+# adjoints" select vectorise. -pthread for the batched sweeps' threads.
+CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-pthread"]
+LDFLAGS = ["-pthread"]
 if SANITIZE:
     CFLAGS += ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
     LDFLAGS += ["-fsanitize=address,undefined"]
@@ -36,7 +38,7 @@ def extension(name, sources):
         name,
         sources=sources,
         include_dirs=["src", numpy.get_include()],
-        depends=["src/rg_ops.h", "src/rg_tape.h"],
+        depends=["src/rg_ops.h", "src/rg_tape.h", "src/rg_batch.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=CFLAGS,
         extra_link_args=LDFLAGS,
@@ -45,7 +47,7 @@ def extension(name, sources):
 
 setup(
     ext_modules=cythonize(
-        [extension("rustograd_cy._tape", ["rustograd_cy/_tape.pyx", "src/rg_tape.c"])],
+        [extension("rustograd_cy._tape", ["rustograd_cy/_tape.pyx", "src/rg_tape.c", "src/rg_batch.c"])],
         compiler_directives=DIRECTIVES,
     ),
 )

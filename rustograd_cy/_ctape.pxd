@@ -51,3 +51,26 @@ cdef extern from "rg_tape.h" nogil:
     rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_index n,
                         rg_index var, double *tangent)
     void rg_reset_stamps(rg_tape *t)
+
+cdef extern from "rg_batch.h" nogil:
+    ctypedef struct rg_batch:
+        double *value
+        double *grad
+        uint8_t *fixed
+        int64_t size
+        rg_index rows
+
+    void rg_batch_reset(rg_batch *b, int64_t size)
+    void rg_batch_free(rg_batch *b)
+    int rg_batch_reserve(rg_batch *b, int64_t rows)
+    rg_index rg_forward_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
+                              rg_index n, int64_t s0, int64_t s1)
+    void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1)
+    rg_index rg_reverse_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
+                              rg_index stop, int64_t s0, int64_t s1)
+    int rg_forward_batch_all(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n,
+                             int threads)
+    int rg_reverse_batch_all(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n,
+                             int threads)
+    void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
+    void rg_sum_leaf_grads(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n)

@@ -1,5 +1,5 @@
 # The tape and its term proxy. Bodies in _tape.pyx; shipped so other Cython code can cimport them.
-from rustograd_cy._ctape cimport rg_index, rg_stamp, rg_tape
+from rustograd_cy._ctape cimport rg_batch, rg_index, rg_stamp, rg_tape
 
 
 cdef class _Cone:
@@ -15,6 +15,8 @@ cdef class Tape:
     cdef dict _cones                # output index -> _Cone, the few most recently built
     cdef rg_index _grad_output      # output of the last backprop(), -1 when there are no gradients
     cdef bint _busy                 # a sweep is running: nodes and values must not change
+    cdef rg_batch b                 # batch rows (src/rg_batch.h); b.size == 0 in scalar mode
+    cdef set _array_leaves          # leaves holding an array; the tape is batched while non-empty
     cdef object __weakref__
 
     cdef int _check_idle(self) except -1

@@ -7,8 +7,8 @@ cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport copysign
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memset
-from libc.stdint cimport uint8_t
+from libc.string cimport memcpy, memset
+from libc.stdint cimport int64_t, uint8_t
 
 from rustograd_cy._ctape cimport *
 
@@ -66,6 +66,9 @@ cdef inline double _real(object x, str what) except? -1.0:
     return float(x)
 
 
+include "_batch.pxi"
+
+
 cdef class _Cone:
     """The cached list of nodes one output depends on (freed with the object)."""
 
@@ -91,6 +94,7 @@ cdef class Tape:
         self._cones = {}
         self._grad_output = -1
         self._busy = False
+        self._array_leaves = set()
         self._push(RG_CONST, 0, 0, 0.0)
         self._push(RG_CONST, 0, 0, 1.0)
         self._names[0] = "0"
@@ -98,6 +102,7 @@ cdef class Tape:
 
     def __dealloc__(self):
         rg_tape_free(&self.c)
+        rg_batch_free(&self.b)
 
     def __len__(self):
         return self.c.size
@@ -147,10 +152,16 @@ cdef class Tape:
         self._grad_output = -1
 
     @property
+    def batch_size(self):
+        """Samples per sweep: B while a leaf holds an array of length B (batch mode), else None."""
+        return self.b.size if self.b.size else None
+
+    @property
     def nbytes(self):
         """Bytes held by the node buffers (allocated capacity) and the cached cones."""
         cdef _Cone cone
         cdef size_t total = <size_t>self.c.capacity * RG_BYTES_PER_NODE
+        total += <size_t>self.b.rows * (2 * sizeof(double) * <size_t>self.b.size + 1)
         for cone in self._cones.values():
             total += <size_t>cone.n * sizeof(rg_index)
         return total
@@ -263,6 +274,8 @@ cdef class Tape:
         cdef _Cone cone = self._cone(output)
         cdef rg_stamp epoch = self.c.epoch
         cdef rg_index pos = 0, end, stop, i
+        if self.b.size:
+            return _forward_batch(self, output, callback)
         self._check_idle()
         self._busy = True
         try:
@@ -288,6 +301,8 @@ cdef class Tape:
         cdef _Cone cone = self._cone(output)
         cdef rg_index pos, last, stop, i, lhs
         cdef double g
+        if self.b.size:
+            return _backward_batch(self, output, callback)
         self._require_values(cone, "backprop()")
         self._check_idle()
         self._busy = True
@@ -326,6 +341,11 @@ cdef class Tape:
         cdef _Cone cone = self._cone(output)
         cdef rg_index pos = 0, n = cone.n, i, lhs
         cdef double d
+        if self.b.size:
+            raise NotImplementedError(
+                "derive() is scalar-only; on a batched tape use backprop(): a leaf holding an array "
+                "gets its per-sample derivatives as .grad"
+            )
         self._require_values(cone, "derive()")
         self._check_idle()
         cdef double *tangent = <double *>PyMem_Malloc((<size_t>output + 1) * sizeof(double))
@@ -360,7 +380,6 @@ cdef class Tape:
         return float(result)
 
     cdef int _set(self, rg_index index, object value) except -1:
-        cdef double v = _real(value, "set()'s value")
         cdef int op = self.c.op[index]
         if op != RG_LEAF:
             what = "a constant" if op == RG_CONST else "an operation node"
@@ -369,7 +388,10 @@ cdef class Tape:
                 f"is {what}"
             )
         self._check_idle()
-        self.c.value[index] = v
+        if _is_real(value):
+            _set_scalar(self, index, float(value))
+        else:
+            _set_array(self, index, value)
         self._next_epoch()
         return 0
 
@@ -570,8 +592,11 @@ cdef class TapeTerm:
         """Compute the value of this term (and of every node it depends on) and return it.
 
         `callback(term)`, if given, is called after each node of the sweep, in order (slower).
+        On a batched tape (see `set()`) the result is an ndarray of one value per sample.
         """
         self.tape._forward(self.index, callback)
+        if self.tape.b.size:
+            return _row(self.tape.b.value, self.tape.b.size, self.index)
         return self.tape.c.value[self.index]
 
     def derive(self, var):
@@ -596,11 +621,18 @@ cdef class TapeTerm:
 
         Needs the values of the last eval(). Nodes this term does not depend on get gradient 0.
         `callback(term)`, if given, is called as each node's gradient becomes final, in order.
+        On a batched tape it differentiates the sum over the samples: a leaf holding an array gets
+        per-sample gradients (an ndarray), a leaf holding a number the sum over the batch (a float).
         """
         self.tape._backward(self.index, callback)
 
     def set(self, value):
-        """Give this leaf a new value; computed values become stale until the next eval()."""
+        """Give this leaf a new value; computed values become stale until the next eval().
+
+        A 1-D array of B numbers puts the tape in batch mode: every sweep then runs B samples (leaves
+        holding numbers are shared by all of them), eval() returns B values and backprop()
+        differentiates their sum. Setting the last array leaf back to a number ends batch mode.
+        """
         self.tape._set(self.index, value)
 
     def _key(self):
@@ -614,19 +646,19 @@ cdef class TapeTerm:
         cdef Tape tape = self.tape
         cdef _Cone cone = tape._cone(self.index)
         cdef rg_index pos, i
-        grads = tape._grad_output >= 0
         records = []
         for pos in range(cone.n):
             i = cone.idx[pos]
             name, op, infix, operands = tape._describe(i)
-            data = tape.c.value[i] if rg_is_leaf(tape.c.op[i]) or tape.c.stamp[i] == tape.c.epoch else None
-            records.append((i, name, op, infix, operands, data, tape.c.grad[i] if grads else None))
+            records.append((i, name, op, infix, operands, tape._wrap(i).data, tape._wrap(i).grad))
         return records
 
     @property
     def data(self):
         """The value: a leaf's own, else the one computed by eval(); None if never computed or stale."""
         cdef rg_tape *c = &self.tape.c
+        if self.tape.b.size:
+            return _batch_data(self.tape, self.index)
         if rg_is_leaf(c.op[self.index]) or c.stamp[self.index] == c.epoch:
             return c.value[self.index]
         return None
@@ -634,6 +666,8 @@ cdef class TapeTerm:
     @property
     def grad(self):
         """d(output)/d(self) from the last backprop(), or None if there has been none since clear_grad()."""
+        if self.tape.b.size:
+            return _batch_grad(self.tape, self.index)
         if self.tape._grad_output < 0:
             return None
         return self.tape.c.grad[self.index]

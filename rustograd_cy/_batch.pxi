@@ -1,0 +1,258 @@
+# Batched replay: included by _tape.pyx, whose Tape methods hand over to these functions when the
+# tape is batched (tape.b.size > 0). The sweeps themselves are src/rg_batch.c.
+#
+# The rule: a leaf set() to a 1-D array of length B puts the tape in batch mode with B samples; every
+# leaf not holding an array is broadcast. The tape is batched while at least one leaf holds an array:
+# setting the last one back to a number returns it to scalar mode and frees the rows. Switching mode
+# or batch size drops gradients (`.grad` is None until the next backprop()).
+import numpy as np
+
+cdef int _num_threads = 1
+
+
+def set_num_threads(int n):
+    """Split long batches of apply-free tapes across `n` threads (default 1); results do not depend on n.
+
+    >>> set_num_threads(2)
+    """
+    global _num_threads
+    if n < 1:
+        raise ValueError(f"set_num_threads() needs n >= 1, got {n}")
+    _num_threads = n
+
+
+def get_num_threads():
+    """The number of threads batched sweeps may use (set_num_threads())."""
+    return _num_threads
+
+
+cdef object _row(double *buf, int64_t size, rg_index i):
+    """A copy of row i as a new ndarray (rows move when the batch grows, so no views are handed out)."""
+    out = np.empty(size, dtype=np.float64)
+    cdef double[::1] view = out
+    memcpy(&view[0], buf + <int64_t>i * size, <size_t>size * sizeof(double))
+    return out
+
+
+cdef object _as_batch(object value, str what):
+    """`value` as a contiguous float64 array, checked to be numeric and 0-D or 1-D and non-empty."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"{what} takes a real number or a 1-D array of them, not {type(value).__name__}") from exc
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{what} takes a real number or a 1-D array of real numbers; got an array of dtype "
+            f"{arr.dtype} (a {type(value).__name__})"
+        )
+    if arr.ndim > 1:
+        raise ValueError(f"{what} takes a 1-D array (one value per sample); got shape {arr.shape}")
+    if arr.ndim == 1 and arr.shape[0] == 0:
+        raise ValueError(f"{what} got an empty array: a batch needs at least one sample")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+cdef int _drop_grads(Tape tape) except -1:
+    memset(tape.c.grad, 0, <size_t>tape.c.size * sizeof(double))
+    tape._grad_output = -1
+    return 0
+
+
+cdef int _reserve_rows(Tape tape, int64_t rows) except -1:
+    cdef int err = rg_batch_reserve(&tape.b, rows)
+    if err == RG_EOVERFLOW:
+        raise OverflowError(f"{rows} nodes x {tape.b.size} samples do not fit in memory addresses")
+    if err:
+        raise MemoryError(f"no memory for {rows} nodes x {tape.b.size} samples of batch rows")
+    return 0
+
+
+cdef int _set_array(Tape tape, rg_index index, object value) except -1:
+    """set() of a leaf to an array (or a 0-D array, which is a number)."""
+    arr = _as_batch(value, "set()")
+    if arr.ndim == 0:
+        return _set_scalar(tape, index, float(arr))
+    cdef int64_t size = arr.shape[0]
+    if tape.b.size == 0 or size != tape.b.size:
+        others = tape._array_leaves - {index}
+        if others:
+            other = min(others)
+            raise ValueError(
+                f"this tape is batched with {tape.b.size} samples ({tape._label(other)!r} holds an "
+                f"array of that length), so set() needs an array of {tape.b.size}, not {size}; to "
+                f"change the batch size, set every array leaf to a number first"
+            )
+        rg_batch_reset(&tape.b, size)
+        _drop_grads(tape)
+    _reserve_rows(tape, tape.c.size)
+    cdef double[::1] view = arr
+    memcpy(tape.b.value + <int64_t>index * size, &view[0], <size_t>size * sizeof(double))
+    tape.b.fixed[index] = 1
+    tape._array_leaves.add(index)
+    return 0
+
+
+cdef int _set_scalar(Tape tape, rg_index index, double v) except -1:
+    tape.c.value[index] = v
+    if index in tape._array_leaves:
+        tape._array_leaves.discard(index)
+        tape.b.fixed[index] = 0
+        if not tape._array_leaves:  # the last array leaf: back to scalar mode
+            rg_batch_free(&tape.b)
+            _drop_grads(tape)
+    return 0
+
+
+cdef int _write_row(Tape tape, rg_index i, object result, str what) except -1:
+    """Stores a callable's result (a number or B numbers) as row i; a wrong shape names the node."""
+    cdef int64_t size = tape.b.size
+    where = f"the {what} of apply({tape._names[i]!r}) (node {i})"
+    try:
+        arr = _as_batch(result, where)
+    except TypeError as exc:
+        raise TypeError(f"{exc}; in batch mode it gets a 1-D array and must return one") from None
+    if arr.ndim == 0:
+        arr = np.full(size, float(arr))
+    elif arr.shape[0] != size:
+        raise ValueError(f"{where} returned {arr.shape[0]} values for a batch of {size}")
+    cdef double[::1] view = arr
+    memcpy(tape.b.value + <int64_t>i * size, &view[0], <size_t>size * sizeof(double))
+    return 0
+
+
+cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
+    cdef _Cone cone = tape._cone(output)
+    cdef rg_stamp epoch = tape.c.epoch
+    cdef rg_index pos = 0, end, stop, i
+    cdef int64_t size = tape.b.size
+    cdef int threads = _num_threads
+    _reserve_rows(tape, <int64_t>output + 1)
+    tape._check_idle()
+    tape._busy = True
+    try:
+        if callback is None and not tape._funcs:  # all in C: chunked, maybe threaded
+            with nogil:
+                rg_forward_batch_all(&tape.c, &tape.b, cone.idx, cone.n, threads)
+        else:  # one chunk of all samples, so a callable sees the whole batch at once
+            while pos < cone.n:
+                end = cone.n if callback is None else pos + 1
+                with nogil:
+                    stop = rg_forward_batch(&tape.c, &tape.b, cone.idx, pos, end, 0, size)
+                if stop < end:
+                    i = cone.idx[stop]
+                    f = tape._funcs[i][0]
+                    _write_row(tape, i, f(_row(tape.b.value, size, tape.c.lhs[i])), "function")
+                    stop += 1
+                pos = stop
+                if callback is not None:
+                    callback(tape._wrap(cone.idx[pos - 1]))
+        with nogil:
+            rg_stamp_cone(&tape.c, cone.idx, cone.n, epoch)
+    finally:
+        tape._busy = False
+    cone.valid_epoch = epoch
+    return 0
+
+
+cdef int _apply_reverse(Tape tape, rg_index i) except -1:
+    """Adds an apply node's adjoint row times its derivative (called on the whole batch) to its operand's."""
+    cdef int64_t size = tape.b.size, s
+    cdef rg_index lhs = tape.c.lhs[i]
+    cdef double *g = tape.b.grad + <int64_t>i * size
+    cdef double *gl = tape.b.grad + <int64_t>lhs * size
+    cdef double[::1] d
+    for s in range(size):
+        if g[s] != 0.0:
+            break
+    else:
+        return 0  # as in the scalar sweep, df is not called when the adjoint is 0
+    df = tape._funcs[i][1]
+    result = df(_row(tape.b.value, size, lhs))
+    arr = _derivative_row(tape, i, result)
+    d = arr
+    for s in range(size):
+        if g[s] != 0.0:
+            gl[s] += g[s] * d[s]
+    return 0
+
+
+cdef object _derivative_row(Tape tape, rg_index i, object result):
+    cdef int64_t size = tape.b.size
+    where = f"the derivative of apply({tape._names[i]!r}) (node {i})"
+    try:
+        arr = _as_batch(result, where)
+    except TypeError as exc:
+        raise TypeError(f"{exc}; in batch mode it gets a 1-D array and must return one") from None
+    if arr.ndim == 0:
+        return np.full(size, float(arr))
+    if arr.shape[0] != size:
+        raise ValueError(f"{where} returned {arr.shape[0]} values for a batch of {size}")
+    return arr
+
+
+cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
+    cdef _Cone cone = tape._cone(output)
+    cdef rg_index pos, last, stop
+    cdef int64_t size = tape.b.size
+    cdef int threads = _num_threads
+    tape._require_values(cone, "backprop()")
+    tape._check_idle()
+    tape._busy = True
+    try:
+        if tape._grad_output != output:
+            # Keep the invariant: gradients are zero outside the last output's cone.
+            memset(tape.c.grad, 0, <size_t>tape.c.size * sizeof(double))
+            memset(tape.b.grad, 0, <size_t>tape.b.rows * <size_t>size * sizeof(double))
+        tape._grad_output = output
+        if callback is None and not tape._funcs:
+            with nogil:
+                rg_reverse_batch_all(&tape.c, &tape.b, cone.idx, cone.n, threads)
+        else:
+            with nogil:
+                rg_reverse_begin_batch(&tape.b, cone.idx, cone.n, 0, size)
+            pos = cone.n - 1
+            while pos >= 0:
+                last = 0 if callback is None else pos
+                with nogil:
+                    stop = rg_reverse_batch(&tape.c, &tape.b, cone.idx, pos, last, 0, size)
+                if stop >= last:
+                    _apply_reverse(tape, cone.idx[stop])
+                    stop -= 1
+                pos = stop
+                if callback is not None:
+                    callback(tape._wrap(cone.idx[pos + 1]))
+        with nogil:
+            rg_sum_leaf_grads(&tape.c, &tape.b, cone.idx, cone.n)
+    except BaseException:
+        # A callable raised: leave no half-accumulated gradients behind.
+        memset(tape.b.grad, 0, <size_t>tape.b.rows * <size_t>size * sizeof(double))
+        _drop_grads(tape)
+        raise
+    finally:
+        tape._busy = False
+    return 0
+
+
+cdef object _batch_data(Tape tape, rg_index i):
+    """A node's `.data` in batch mode: a number for leaves not holding an array, else an ndarray."""
+    cdef int op = tape.c.op[i]
+    if rg_is_leaf(op):
+        if tape.b.fixed[i] if i < tape.b.rows else False:
+            return _row(tape.b.value, tape.b.size, i)
+        return tape.c.value[i]
+    if tape.c.stamp[i] == tape.c.epoch and i < tape.b.rows:
+        return _row(tape.b.value, tape.b.size, i)
+    return None
+
+
+cdef object _batch_grad(Tape tape, rg_index i):
+    """A node's `.grad` in batch mode: summed over the batch for leaves not holding an array, else
+    per sample."""
+    cdef int op = tape.c.op[i]
+    if tape._grad_output < 0:
+        return None
+    if rg_is_leaf(op) and not (i < tape.b.rows and tape.b.fixed[i]):
+        return tape.c.grad[i]
+    if i >= tape.b.rows:
+        return np.zeros(tape.b.size)
+    return _row(tape.b.grad, tape.b.size, i)
