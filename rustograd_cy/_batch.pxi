@@ -47,7 +47,9 @@ cdef object _as_batch(object value, str what):
         )
     if arr.ndim > 1:
         raise ValueError(f"{what} takes a 1-D array (one value per sample); got shape {arr.shape}")
-    if arr.ndim == 1 and arr.shape[0] == 0:
+    if arr.ndim == 0:
+        return arr.astype(np.float64)  # (ascontiguousarray would make it 1-D)
+    if arr.shape[0] == 0:
         raise ValueError(f"{what} got an empty array: a batch needs at least one sample")
     return np.ascontiguousarray(arr, dtype=np.float64)
 

@@ -1,0 +1,448 @@
+"""Batched replay: a batched sweep must equal a loop over the samples on the same tape, bit for bit
+where the arithmetic is the same (built-in ops), to 1e-12 relative where numpy's callables differ."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rustograd_cy as rg
+
+UNARY = ("neg", "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "square")
+BINARY = ("add", "sub", "mul", "div", "pow", "atan2", "maximum", "minimum")
+
+
+def apply_op(name, a, b):
+    if name == "neg":
+        return -a
+    if name in UNARY:
+        return getattr(a, name)()
+    if name == "add":
+        return a + b
+    if name == "sub":
+        return a - b
+    if name == "mul":
+        return a * b
+    if name == "div":
+        return a / b
+    if name == "pow":
+        return a ** b
+    return getattr(a, name)(b)
+
+
+def per_sample(output, leaves, arrays, size):
+    """eval() and backprop() one sample at a time: values, each leaf's per-sample gradients, and the
+    gradients summed in sample order (what a batched scalar leaf reports)."""
+    values, grads = [], {leaf: [] for leaf in leaves}
+    for s in range(size):
+        for leaf, arr in arrays.items():
+            leaf.set(float(arr[s]))
+        values.append(output.eval())
+        output.backprop()
+        for leaf in leaves:
+            grads[leaf].append(leaf.grad)
+    summed = {}
+    for leaf, g in grads.items():
+        total = 0.0
+        for x in g:
+            total += x
+        summed[leaf] = total
+    return np.array(values), {k: np.array(v) for k, v in grads.items()}, summed
+
+
+def assert_same(actual, expected):
+    np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected))
+
+
+@st.composite
+def graphs(draw):
+    n_leaves = draw(st.integers(1, 4))
+    size = draw(st.integers(1, 12))
+    values = st.floats(-3, 3, allow_nan=False)
+    leaf_values = [draw(values) for _ in range(n_leaves)]
+    batched = draw(st.lists(st.booleans(), min_size=n_leaves, max_size=n_leaves).filter(any))
+    arrays = {j: np.array(draw(st.lists(values, min_size=size, max_size=size)))
+              for j in range(n_leaves) if batched[j]}
+    steps = draw(st.lists(
+        st.tuples(st.sampled_from(UNARY + BINARY + ("powc",)), st.integers(0, 10**6),
+                  st.integers(0, 10**6), st.sampled_from([-1.5, 0.0, 2.0, 3.0])),
+        min_size=1, max_size=25))
+    return leaf_values, arrays, steps, size
+
+
+def build(tape, leaf_values, steps):
+    leaves = [tape.term(f"x{j}", v) for j, v in enumerate(leaf_values)]
+    nodes = list(leaves)
+    for name, i, j, c in steps:
+        a, b = nodes[i % len(nodes)], nodes[j % len(nodes)]
+        nodes.append(a ** c if name == "powc" else apply_op(name, a, b))
+    return leaves, nodes[-1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(graphs())
+def test_random_graphs_equal_per_sample_loop(graph):
+    leaf_values, arrays, steps, size = graph
+    tape = rg.Tape()
+    leaves, out = build(tape, leaf_values, steps)
+    with np.errstate(all="ignore"):
+        values, grads, summed = per_sample(out, leaves, {leaves[j]: a for j, a in arrays.items()}, size)
+        for j, arr in arrays.items():
+            leaves[j].set(arr)
+        assert tape.batch_size == size
+        assert_same(out.eval(), values)
+        out.backprop()
+    for j, leaf in enumerate(leaves):
+        if j in arrays:
+            assert_same(leaf.grad, grads[leaf])
+        else:
+            assert isinstance(leaf.grad, float)
+            assert_same(leaf.grad, summed[leaf])
+
+
+def curve_fit_model(tape, exp):
+    x, mu, sigma, scale = (tape.term(n, v) for n, v in (("x", 0.0), ("mu", 0.0), ("sigma", 1.0),
+                                                        ("scale", 1.0)))
+    x_mu = x - mu
+    arg = -(x_mu * x_mu) / sigma / sigma
+    gaussian = scale * (arg.apply("exp", np.exp, np.exp) if exp == "apply" else arg.exp())
+    y = tape.term("y", 0.0)
+    diff = gaussian - y
+    return x, y, (mu, sigma, scale), diff * diff
+
+
+@pytest.mark.parametrize("exp", ["builtin", "apply"])
+def test_curve_fit_batched_equals_per_sample(exp):
+    """The seed's curve fit, 10 epochs: gradients of all samples summed with the parameters fixed,
+    then one update, both ways."""
+    xs = np.arange(-40, 40) / 10
+    ys = 0.75 * np.exp(-((xs - 1.2) ** 2) / 0.35)
+    tape = rg.Tape()
+    x, y, params, loss = curve_fit_model(tape, exp)
+    scalar = [0.0, 1.0, 1.0]
+    for _ in range(10):
+        for p, v in zip(params, scalar):
+            p.set(v)
+        total = [0.0, 0.0, 0.0]
+        for xv, yv in zip(xs, ys):
+            x.set(float(xv))
+            y.set(float(yv))
+            loss.eval()
+            loss.backprop()
+            total = [t + p.grad for t, p in zip(total, params)]
+        scalar = [v - 0.01 * g for v, g in zip(scalar, total)]
+    x.set(xs)
+    y.set(ys)
+    batched = [0.0, 1.0, 1.0]
+    for _ in range(10):
+        for p, v in zip(params, batched):
+            p.set(v)
+        loss.eval()
+        loss.backprop()
+        batched = [v - 0.01 * p.grad for v, p in zip(batched, params)]
+    if exp == "builtin":
+        assert batched == scalar
+    else:  # numpy's exp on an array may round differently from on one number
+        np.testing.assert_allclose(batched, scalar, rtol=1e-12)
+    assert abs(batched[0] - 1.2) < abs(0.0 - 1.2)  # and it does fit
+
+
+def test_data_grad_and_types_in_batch_mode():
+    tape = rg.Tape()
+    x, w = tape.term("x", 0.0), tape.term("w", 2.0)
+    y = w * x
+    x.set([1, 2, 3])  # ints are coerced to float64
+    out = y.eval()
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64
+    assert_same(out, [2.0, 4.0, 6.0])
+    assert_same(y.data, [2.0, 4.0, 6.0])
+    assert_same(x.data, [1.0, 2.0, 3.0])
+    assert w.data == 2.0 and w.grad is None
+    y.backprop()
+    assert w.grad == 6.0 and isinstance(w.grad, float)
+    assert_same(x.grad, [2.0, 2.0, 2.0])
+    assert_same(y.grad, [1.0, 1.0, 1.0])
+    out[0] = 99.0  # results are copies: the tape is not changed through them
+    assert_same(y.eval(), [2.0, 4.0, 6.0])
+
+
+def test_stale_values_rules_hold_in_batch_mode():
+    tape = rg.Tape()
+    x, w = tape.term("x", 1.0), tape.term("w", 2.0)
+    y = (w * x).sin()
+    y.eval()
+    x.set(np.array([0.5, 1.5]))
+    assert y.data is None
+    with pytest.raises(rg.ValueNotDefinedError, match="call eval"):
+        y.backprop()
+    y.eval()
+    w.set(3.0)  # a shared leaf changing makes the batch stale too
+    with pytest.raises(rg.ValueNotDefinedError):
+        y.backprop()
+
+
+def test_derive_is_scalar_only():
+    tape = rg.Tape()
+    x = tape.term("x", 1.0)
+    y = x * x
+    x.set([1.0, 2.0])
+    y.eval()
+    with pytest.raises(NotImplementedError, match="backprop"):
+        y.derive(x)
+
+
+def test_back_to_scalar_mode():
+    tape = rg.Tape()
+    x, w = tape.term("x", 1.0), tape.term("w", 2.0)
+    y = w * x * x
+    x.set([1.0, 2.0])
+    w.set([1.0, 1.0])
+    y.eval()
+    y.backprop()
+    x.set(3.0)
+    assert tape.batch_size == 2  # w still holds an array
+    w.set(2.0)
+    assert tape.batch_size is None
+    assert w.grad is None  # switching mode drops gradients
+    assert y.data is None
+    assert y.eval() == 18.0
+    y.backprop()
+    assert (x.grad, w.grad) == (12.0, 9.0)
+    assert y.derive(x) == 12.0
+    assert tape.nbytes < 100_000  # rows are freed
+
+
+def test_batch_size_changes_only_with_one_array_leaf():
+    tape = rg.Tape()
+    x, z = tape.term("x", 1.0), tape.term("z", 1.0)
+    y = x + z
+    x.set([1.0, 2.0])
+    x.set([1.0, 2.0, 3.0])  # x is the only array leaf: the batch follows it
+    assert_same(y.eval(), [2.0, 3.0, 4.0])
+    z.set(np.zeros(3))
+    with pytest.raises(ValueError, match=r"batched with 3 samples \('z'.*not 2"):
+        x.set([1.0, 2.0])
+    with pytest.raises(ValueError, match="batched with 3"):
+        tape.term("q", 0.0).set(np.ones(4))
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (np.ones((2, 2)), ValueError, r"1-D array.*shape \(2, 2\)"),
+    ([[1.0, 2.0]], ValueError, "1-D array"),
+    ([], ValueError, "empty"),
+    (np.array([], dtype=float), ValueError, "empty"),
+    (["a", "b"], TypeError, "dtype <U1"),
+    (np.array(["1.0"]), TypeError, "real numbers"),
+    ([1 + 2j], TypeError, "complex"),
+    (np.array([True, False]), TypeError, "bool"),
+    ([object()], TypeError, "object"),
+    ("abc", TypeError, "real number"),
+    (None, TypeError, "real number"),
+    (True, TypeError, "real number"),
+])
+def test_bad_set_values(bad, error, match):
+    tape = rg.Tape()
+    x = tape.term("x", 1.0)
+    y = x * 2.0
+    with pytest.raises(error, match=match):
+        x.set(bad)
+    assert tape.batch_size is None and x.data == 1.0
+    assert y.eval() == 2.0
+
+
+def test_zero_dimensional_array_is_a_number():
+    tape = rg.Tape()
+    x = tape.term("x", 1.0)
+    x.set(np.array(4.0))
+    assert tape.batch_size is None and x.data == 4.0
+
+
+@pytest.mark.parametrize("node", ["constant", "operation"])
+def test_set_array_on_non_leaf(node):
+    tape = rg.Tape()
+    x = tape.term("x", 1.0)
+    target = tape.constant(3.0) if node == "constant" else x + 1.0
+    with pytest.raises(rg.TermWasNotValueError):
+        target.set([1.0, 2.0])
+    assert tape.batch_size is None
+
+
+def test_callables_get_and_return_arrays():
+    seen = []
+
+    def f(v):
+        seen.append(v)
+        return np.sin(v)
+
+    tape = rg.Tape()
+    x, w = tape.term("x", 0.0), tape.term("w", 2.0)
+    y = (w * x).apply("sin", f, np.cos) * w
+    xs = np.linspace(-1, 1, 7)
+    x.set(xs)
+    np.testing.assert_allclose(y.eval(), 2 * np.sin(2 * xs), rtol=1e-15)
+    assert len(seen) == 1 and seen[0].shape == (7,)
+    y.backprop()
+    expected_x = 2 * np.cos(2 * xs) * 2
+    np.testing.assert_allclose(x.grad, expected_x, rtol=1e-12)
+    expected_w = sum(np.sin(2 * xs) + 2 * np.cos(2 * xs) * xs)
+    np.testing.assert_allclose(w.grad, expected_w, rtol=1e-12)
+
+
+def test_callable_returning_a_number_broadcasts():
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    y = x.apply("one", lambda v: 1.0, lambda v: 0.0) + x
+    x.set([1.0, 2.0])
+    assert_same(y.eval(), [2.0, 3.0])
+    y.backprop()
+    assert_same(x.grad, [1.0, 1.0])
+
+
+@pytest.mark.parametrize("f, df, error, match", [
+    (lambda v: v[:1], np.cos, ValueError, r"apply\('g'\) \(node \d+\) returned 1 values for a batch of 3"),
+    (lambda v: "x", np.cos, TypeError, r"function of apply\('g'\).*batch mode"),
+    (np.sin, lambda v: np.ones((3, 1)), ValueError, r"derivative of apply\('g'\).*1-D"),
+])
+def test_callable_bad_results(f, df, error, match):
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    y = x.apply("g", f, df)
+    x.set([1.0, 2.0, 3.0])
+    with pytest.raises(error, match=match):
+        y.eval()
+        y.backprop()
+    assert y.grad is None
+
+
+def test_callable_exception_propagates_and_tape_stays_usable():
+    calls = []
+
+    def df(v):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("boom")
+        return np.cos(v)
+
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    y = x.apply("sin", np.sin, df)
+    x.set([0.0, 1.0])
+    y.eval()
+    with pytest.raises(KeyError, match="boom"):
+        y.backprop()
+    assert x.grad is None
+    y.backprop()
+    np.testing.assert_allclose(x.grad, np.cos([0.0, 1.0]), rtol=1e-15)
+
+
+def test_callbacks_see_every_node_in_batch_mode():
+    tape = rg.Tape()
+    x, w = tape.term("x", 0.0), tape.term("w", 2.0)
+    y = (w * x).sin()
+    x.set([1.0, 2.0])
+    order = []
+    y.eval(callback=lambda t: order.append(t.index))
+    assert order == [x.index, w.index, y.index - 1, y.index]
+    done = []
+    y.backprop(callback=lambda t: done.append(isinstance(t.grad, (float, np.ndarray))))
+    assert done == [True] * 4
+
+
+def test_nodes_added_in_batch_mode_grow_the_rows():
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    xs = np.linspace(0.1, 1.0, 5)
+    x.set(xs)
+    y = x
+    for _ in range(300):  # past several doublings of the rows
+        y = y * 1.001 + 0.0001
+    expected = xs.copy()
+    for _ in range(300):
+        expected = expected * 1.001 + 0.0001
+    assert_same(y.eval(), expected)
+    y.backprop()
+    slope = 1.0
+    for _ in range(300):  # the reverse sweep multiplies the partials from the output down
+        slope = slope * 1.001
+    assert_same(x.grad, np.full(5, slope))
+
+
+def test_gradients_zero_outside_the_last_output_in_batch_mode():
+    tape = rg.Tape()
+    x, a, b = tape.term("x", 0.0), tape.term("a", 2.0), tape.term("b", 3.0)
+    ya, yb = a * x, b * x
+    x.set([1.0, 2.0])
+    ya.eval()
+    ya.backprop()
+    assert a.grad == 3.0
+    yb.eval()
+    yb.backprop()
+    assert a.grad == 0.0 and b.grad == 3.0
+    assert_same(ya.grad, [0.0, 0.0])
+
+
+def wide_graph(tape):
+    leaves = [tape.term(f"w{j}", 0.1 * j) for j in range(8)]
+    x = tape.term("x", 0.0)
+    acc = x
+    for j, w in enumerate(leaves):
+        acc = (acc * w + x).tanh() + (w - x).sin() * 0.5
+    return x, leaves, acc
+
+
+@pytest.fixture
+def restore_threads():
+    before = rg.get_num_threads()
+    yield
+    rg.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_thread_count(restore_threads):
+    tape = rg.Tape()
+    x, leaves, out = wide_graph(tape)
+    x.set(np.random.default_rng(0).normal(size=40_003))  # long enough to split, not a multiple of 8
+    results = []
+    for n in (1, 2, 3, 4):
+        rg.set_num_threads(n)
+        assert rg.get_num_threads() == n
+        values = out.eval()
+        out.backprop()
+        results.append((values, x.grad, [w.grad for w in leaves]))
+    for values, xgrad, wgrads in results[1:]:
+        assert_same(values, results[0][0])
+        assert_same(xgrad, results[0][1])
+        assert wgrads == results[0][2]
+
+
+def test_long_batch_equals_per_sample_loop_across_chunks(restore_threads):
+    rg.set_num_threads(2)
+    tape = rg.Tape()
+    x, leaves, out = wide_graph(tape)
+    xs = np.random.default_rng(1).normal(size=3000)  # several chunks
+    values, grads, summed = per_sample(out, leaves + [x], {x: xs}, len(xs))
+    x.set(xs)
+    assert_same(out.eval(), values)
+    out.backprop()
+    assert_same(x.grad, grads[x])
+    assert [w.grad for w in leaves] == [summed[w] for w in leaves]
+
+
+def test_set_num_threads_rejects_zero():
+    with pytest.raises(ValueError, match="n >= 1"):
+        rg.set_num_threads(0)
+
+
+def test_sweep_during_callable_is_refused():
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+
+    def f(v):
+        x.set(v * 2)
+        return v
+
+    y = x.apply("f", f, np.cos)
+    x.set([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="middle of a sweep"):
+        y.eval()
+    x.set(3.0)  # the sweep ended: the tape takes changes again
+    assert tape.batch_size is None
