@@ -38,7 +38,7 @@ def extension(name, sources):
         name,
         sources=sources,
         include_dirs=["src", numpy.get_include()],
-        depends=["src/rg_ops.h", "src/rg_tape.h", "src/rg_batch.h"],
+        depends=["src/rg_ops.h", "src/rg_tape.h", "src/rg_batch.h", "src/rg_optim.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=CFLAGS,
         extra_link_args=LDFLAGS,
@@ -47,7 +47,10 @@ def extension(name, sources):
 
 setup(
     ext_modules=cythonize(
-        [extension("rustograd_cy._tape", ["rustograd_cy/_tape.pyx", "src/rg_tape.c", "src/rg_batch.c"])],
+        [
+            extension("rustograd_cy._tape", ["rustograd_cy/_tape.pyx", "src/rg_tape.c", "src/rg_batch.c"]),
+            extension("rustograd_cy._optim", ["rustograd_cy/_optim.pyx", "src/rg_optim.c"]),
+        ],
         compiler_directives=DIRECTIVES,
     ),
 )

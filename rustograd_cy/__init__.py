@@ -31,11 +31,12 @@ from rustograd_cy.functions import (
     tan,
     tanh,
 )
+from rustograd_cy import optim  # noqa: E402  (after the names it uses)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tape", "TapeTerm", "get_num_threads", "set_num_threads",
+    "Tape", "TapeTerm", "get_num_threads", "set_num_threads", "optim",
     "RustogradError", "TapeMismatchError", "TermWasNotValueError", "ValueNotDefinedError",
     "abs", "atan2", "cos", "exp", "log", "maximum", "minimum", "pow", "relu", "sigmoid", "sin",
     "sqrt", "square", "tan", "tanh",
