@@ -31,12 +31,12 @@ from rustograd_cy.functions import (
     tan,
     tanh,
 )
-from rustograd_cy import optim  # noqa: E402  (after the names it uses)
+from rustograd_cy import nn, optim  # noqa: E402  (after the names they use)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tape", "TapeTerm", "get_num_threads", "set_num_threads", "optim",
+    "Tape", "TapeTerm", "get_num_threads", "set_num_threads", "nn", "optim",
     "RustogradError", "TapeMismatchError", "TermWasNotValueError", "ValueNotDefinedError",
     "abs", "atan2", "cos", "exp", "log", "maximum", "minimum", "pow", "relu", "sigmoid", "sin",
     "sqrt", "square", "tan", "tanh",
