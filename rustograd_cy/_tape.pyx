@@ -67,6 +67,7 @@ cdef inline double _real(object x, str what) except? -1.0:
 
 
 include "_batch.pxi"
+include "_pickle.pxi"
 
 
 cdef class _Cone:
@@ -109,6 +110,28 @@ cdef class Tape:
 
     def __repr__(self):
         return f"Tape(nodes={self.c.size})"
+
+    def __reduce__(self):
+        """Pickle support: nodes, values, names, callables (by reference) and a format version.
+
+        Values computed by eval() survive in scalar mode; a batched tape keeps its array leaves but
+        must be evaluated again. Unpickling runs code from the pickle: load only what you trust.
+        """
+        return _restore_tape, (_tape_state(self),)
+
+    def save(self, path):
+        """Write this tape to `path` with pickle; read it back with `Tape.load(path)`."""
+        with open(path, "wb") as f:
+            pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def load(path):
+        """The tape that `save(path)` wrote (its terms come back as pickled alongside it, or by index)."""
+        with open(path, "rb") as f:
+            tape = pickle.load(f)
+        if type(tape) is not Tape:
+            raise TypeError(f"{path} holds a {type(tape).__name__}, not a Tape")
+        return tape
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -490,6 +513,9 @@ cdef class TapeTerm:
 
     def __hash__(self):
         return hash((id(self.tape), self.index))
+
+    def __reduce__(self):
+        return _restore_term, (self.tape, self.index)
 
     def __bool__(self):
         raise TypeError("a term has no truth value; compare term.eval() or term.data instead")
