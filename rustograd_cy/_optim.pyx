@@ -1,4 +1,4 @@
-"""The compiled half of rustograd_cy.optim: checks at the door, then one C loop (src/rg_optim.c)."""
+"""Optimizers (exported as rustograd_cy.optim): checks at the door, then one C loop (src/rg_optim.c)."""
 from rustograd_cy._ctape cimport RG_LEAF, rg_index, rg_tape
 from rustograd_cy._tape cimport Tape, TapeTerm
 
@@ -41,29 +41,74 @@ def gather(params):
 
 cdef int _ready(Tape tape, int[::1] idx) except -1:
     """Gradients exist and every parameter holds a number (not a batch of them)."""
+    cdef Py_ssize_t k
     tape._check_idle()
     if tape._grad_output < 0:
         raise ValueNotDefinedError("step() needs gradients: call loss.backprop() first")
-    if tape._array_leaves and not tape._array_leaves.isdisjoint(np.asarray(idx).tolist()):
-        raise ValueError("a parameter holds an array (set() it to a number): parameters are shared "
-                         "by every sample of a batch")
+    if tape.b.size:
+        for k in range(idx.shape[0]):
+            if idx[k] < tape.b.rows and tape.b.fixed[idx[k]]:
+                raise ValueError(
+                    f"parameter {tape._names[idx[k]]!r} holds an array (set() it to a number): "
+                    f"parameters are shared by every sample of a batch"
+                )
     return 0
 
 
-def sgd_step(Tape tape, int[::1] idx, double lr, double momentum, double[::1] velocity):
-    """x -= lr * (momentum-smoothed) gradient for each parameter; values become stale."""
-    _ready(tape, idx)
-    with nogil:
-        rg_sgd_step(&tape.c, <rg_index *>&idx[0], <rg_index>idx.shape[0], lr, momentum,
-                    &velocity[0] if velocity.shape[0] else NULL)
-    tape._next_epoch()
+cdef class SGD:
+    """Gradient descent with optional momentum, PyTorch's form: v = momentum * v + g; x -= lr * v.
+
+    `params` are leaves of one tape; `lr` may be changed between steps (a schedule).
+    """
+    cdef readonly Tape tape         # the parameters' tape
+    cdef int[::1] _idx              # their node indices
+    cdef double[::1] _velocity      # one per parameter (empty without momentum)
+    cdef public double lr
+    cdef readonly double momentum
+
+    def __init__(self, params, double lr, double momentum=0.0):
+        if momentum < 0:
+            raise ValueError(f"momentum must be >= 0, got {momentum}")
+        self.tape, self._idx = gather(params)
+        self.lr, self.momentum = lr, momentum
+        self._velocity = np.zeros(self._idx.shape[0] if momentum else 1)
+
+    def step(self):
+        """Update every parameter from its gradient of the last backprop(); values become stale."""
+        _ready(self.tape, self._idx)
+        with nogil:
+            rg_sgd_step(&self.tape.c, <rg_index *>&self._idx[0], <rg_index>self._idx.shape[0],
+                        self.lr, self.momentum, &self._velocity[0])
+        self.tape._next_epoch()
 
 
-def adam_step(Tape tape, int[::1] idx, double lr, double b1, double b2, double eps, double c1,
-              double c2, double[::1] m, double[::1] v):
-    """One Adam update of every parameter (bias corrections c1, c2 given); values become stale."""
-    _ready(tape, idx)
-    with nogil:
-        rg_adam_step(&tape.c, <rg_index *>&idx[0], <rg_index>idx.shape[0], lr, b1, b2, eps, c1, c2,
-                     &m[0], &v[0])
-    tape._next_epoch()
+cdef class Adam:
+    """Adam, PyTorch's form (bias-corrected): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+    x -= lr * m^ / (sqrt(v^) + eps), over leaves of one tape."""
+    cdef readonly Tape tape         # the parameters' tape
+    cdef int[::1] _idx              # their node indices
+    cdef double[::1] _m, _v         # first and second moments, one per parameter
+    cdef public double lr, eps
+    cdef readonly tuple betas
+    cdef readonly long steps        # steps taken, for the bias corrections
+
+    def __init__(self, params, double lr=1e-3, betas=(0.9, 0.999), double eps=1e-8):
+        b1, b2 = (float(b) for b in betas)
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        self.tape, self._idx = gather(params)
+        self.lr, self.betas, self.eps = lr, (b1, b2), eps
+        self._m = np.zeros(self._idx.shape[0])
+        self._v = np.zeros(self._idx.shape[0])
+        self.steps = 0
+
+    def step(self):
+        """Update every parameter from its gradient of the last backprop(); values become stale."""
+        cdef double b1 = self.betas[0], b2 = self.betas[1]
+        _ready(self.tape, self._idx)
+        self.steps += 1
+        with nogil:
+            rg_adam_step(&self.tape.c, <rg_index *>&self._idx[0], <rg_index>self._idx.shape[0],
+                         self.lr, b1, b2, self.eps, 1.0 - b1 ** self.steps, 1.0 - b2 ** self.steps,
+                         &self._m[0], &self._v[0])
+        self.tape._next_epoch()
