@@ -170,7 +170,8 @@ def torch_mlp_step():
     net = rg.nn.MLP(rg.Tape(), [2, 16, 16, 1], seed=1)
     params = []
     for layer in net.layers:
-        w = torch.tensor([[q.data for q in row] for row in layer.weight], requires_grad=True)
+        w = torch.tensor([[q.data for q in row] for row in layer.weight], dtype=torch.float64,
+                         requires_grad=True)
         b = torch.zeros(layer.n_out, dtype=torch.float64, requires_grad=True)
         params += [w, b]
     X, Y = torch.tensor(points), torch.tensor(labels)

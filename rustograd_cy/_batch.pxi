@@ -128,8 +128,8 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
     cdef rg_index pos = 0, end, stop, i
     cdef int64_t size = tape.b.size
     cdef int threads = _num_threads
-    _reserve_rows(tape, <int64_t>output + 1)
     tape._check_idle()
+    _reserve_rows(tape, <int64_t>output + 1)  # nodes built since the last sweep
     tape._busy = True
     try:
         if callback is None and not tape._funcs:  # all in C: chunked, maybe threaded
@@ -199,6 +199,7 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
     cdef int threads = _num_threads
     tape._require_values(cone, "backprop()")
     tape._check_idle()
+    _reserve_rows(tape, <int64_t>output + 1)  # a leaf made since the last sweep has no row yet
     tape._busy = True
     try:
         if tape._grad_output != output:

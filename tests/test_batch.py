@@ -446,3 +446,14 @@ def test_sweep_during_callable_is_refused():
         y.eval()
     x.set(3.0)  # the sweep ended: the tape takes changes again
     assert tape.batch_size is None
+
+
+def test_backprop_of_a_new_leaf_in_batch_mode():
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    x.set([1.0, 2.0])
+    (x * 2.0).eval()
+    leaves = [tape.term(f"n{j}", 1.0) for j in range(200)]  # beyond the rows allocated so far
+    leaves[-1].backprop()
+    assert leaves[-1].grad == 2.0  # d(sum over 2 samples of n)/dn
+    assert leaves[-1].eval().tolist() == [1.0, 1.0]
