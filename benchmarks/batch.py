@@ -135,6 +135,28 @@ def mlp_step():
     return run
 
 
+def long_batch(threads, size=100_000):
+    """eval() + backprop() of a 50-node graph over `size` samples with `threads` threads."""
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    ws = [tape.term(f"w{j}", 0.1 * j) for j in range(6)]
+    acc = x
+    for w in ws:
+        acc = (acc * w + x).tanh() + (w - x) * (w + x) * 0.5
+    x.set(np.linspace(-1, 1, size))
+
+    def run():
+        before = rg.get_num_threads()
+        rg.set_num_threads(threads)
+        try:
+            acc.eval()
+            acc.backprop()
+        finally:
+            rg.set_num_threads(before)
+
+    return run
+
+
 # -- peers ----------------------------------------------------------------------------------------
 
 def torch_fit(peaks):
@@ -283,6 +305,8 @@ def rows(quick):
     yield mlp, "rustograd batched", mlp_step, 300 // r, 0.37
     yield mlp, "torch vectorised", torch_mlp_step, 300 // r, None
     yield mlp, "jax jit step", jax_mlp_step, 300 // r, None
+    yield "long batch (100k samples)", "rustograd batched, 1 thread", lambda: long_batch(1), 30 // r, None
+    yield "long batch (100k samples)", "rustograd batched, 2 threads", lambda: long_batch(2), 30 // r, None
 
 
 def main():
