@@ -34,6 +34,14 @@ cdef object _row(double *buf, int64_t size, rg_index i):
     return out
 
 
+cdef inline bint _any_nonzero(const double *x, int64_t n) noexcept nogil:
+    cdef int64_t s
+    for s in range(n):
+        if x[s] != 0.0:
+            return True
+    return False
+
+
 cdef object _as_batch(object value, str what):
     """`value` as a contiguous float64 array, checked to be numeric and 0-D or 1-D and non-empty."""
     try:
@@ -163,10 +171,7 @@ cdef int _apply_reverse(Tape tape, rg_index i) except -1:
     cdef double *g = tape.b.grad + <int64_t>i * size
     cdef double *gl = tape.b.grad + <int64_t>lhs * size
     cdef double[::1] d
-    for s in range(size):
-        if g[s] != 0.0:
-            break
-    else:
+    if not _any_nonzero(g, size):
         return 0  # as in the scalar sweep, df is not called when the adjoint is 0
     df = tape._funcs[i][1]
     result = df(_row(tape.b.value, size, lhs))
@@ -234,6 +239,44 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
     finally:
         tape._busy = False
     return 0
+
+
+cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
+    """derive() in batch mode: d(output)/d(var) for each sample, as an ndarray."""
+    cdef _Cone cone = tape._cone(output)
+    cdef rg_index pos = 0, n = cone.n, i, lhs
+    cdef int64_t size = tape.b.size, s
+    cdef double *tl
+    cdef double *ti
+    cdef double[::1] d
+    tape._require_values(cone, "derive()")
+    tape._check_idle()
+    _reserve_rows(tape, <int64_t>output + 1)
+    cdef double *tangent = <double *>PyMem_Malloc((<size_t>output + 1) * <size_t>size * sizeof(double))
+    if tangent == NULL:
+        raise MemoryError("no memory for derive()'s tangent rows")
+    tape._busy = True
+    try:
+        while True:
+            with nogil:
+                pos = rg_tangent_batch(&tape.c, &tape.b, cone.idx, pos, n, var, tangent, 0, size)
+            if pos == n:
+                break
+            i = cone.idx[pos]  # an apply node: df on the whole batch, where a tangent is non-zero
+            lhs = tape.c.lhs[i]
+            tl = tangent + <int64_t>lhs * size
+            ti = tangent + <int64_t>i * size
+            memset(ti, 0, <size_t>size * sizeof(double))
+            if _any_nonzero(tl, size):  # as in the scalar sweep, df is not called otherwise
+                d = _derivative_row(tape, i, tape._funcs[i][1](_row(tape.b.value, size, lhs)))
+                for s in range(size):
+                    if tl[s] != 0.0:
+                        ti[s] = d[s] * tl[s]
+            pos += 1
+        return _row(tangent, size, output)
+    finally:
+        tape._busy = False
+        PyMem_Free(tangent)
 
 
 cdef object _batch_data(Tape tape, rg_index i):

@@ -68,6 +68,8 @@ cdef extern from "rg_batch.h" nogil:
     void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1)
     rg_index rg_reverse_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
                               rg_index stop, int64_t s0, int64_t s1)
+    rg_index rg_tangent_batch(const rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index pos,
+                              rg_index n, rg_index var, double *tangent, int64_t s0, int64_t s1)
     int rg_forward_batch_all(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n,
                              int threads)
     int rg_reverse_batch_all(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n,

@@ -364,11 +364,6 @@ cdef class Tape:
         cdef _Cone cone = self._cone(output)
         cdef rg_index pos = 0, n = cone.n, i, lhs
         cdef double d
-        if self.b.size:
-            raise NotImplementedError(
-                "derive() is scalar-only; on a batched tape use backprop(): a leaf holding an array "
-                "gets its per-sample derivatives as .grad"
-            )
         self._require_values(cone, "derive()")
         self._check_idle()
         cdef double *tangent = <double *>PyMem_Malloc((<size_t>output + 1) * sizeof(double))
@@ -628,7 +623,8 @@ cdef class TapeTerm:
     def derive(self, var):
         """d(self)/d(var) by a forward-mode sweep, from the values of the last eval().
 
-        `var` is a leaf of the same tape. The gradients of backprop() are left alone.
+        `var` is a leaf of the same tape. The gradients of backprop() are left alone. On a batched
+        tape the result is an ndarray: the derivative for each sample.
         """
         if type(var) is not TapeTerm:
             raise TypeError(f"derive() takes a TapeTerm leaf, not {type(var).__name__}")
@@ -640,6 +636,8 @@ cdef class TapeTerm:
                 f"derive() is with respect to a leaf made by tape.term(); {v.name!r} "
                 f"(node {v.index}) is not one"
             )
+        if self.tape.b.size:
+            return _tangent_batch(self.tape, self.index, v.index)
         return self.tape._tangent(self.index, v.index)
 
     def backprop(self, callback=None):

@@ -99,6 +99,49 @@ static void reverse_op(int op, const double *restrict v, const double *restrict 
     }
 }
 
+/* One op's tangents over samples [s0, s1): zero operand tangents contribute nothing, even where a
+ * partial is infinite, and the sum is formed in the scalar sweep's order. */
+static void tangent_op(int op, double *restrict dt, const double *restrict v,
+                       const double *restrict a, const double *restrict c,
+                       const double *restrict ta, const double *restrict tc, int64_t s0, int64_t s1) {
+    switch (op) {
+#define RG_TANGENT_CASE(code, name, arity, infix)                                                  \
+    case RG_##code:                                                                                \
+        for (int64_t s = s0; s < s1; s++) {                                                        \
+            double da, db, dot = 0.0;                                                              \
+            rg_partials(RG_##code, a[s], c[s], v[s], &da, &db);                                    \
+            double pa = da * ta[s], pc = db * tc[s];                                               \
+            dot += ta[s] != 0.0 ? pa : 0.0;                                                        \
+            if (arity == 2) dot += tc[s] != 0.0 ? pc : 0.0;                                        \
+            dt[s] = dot;                                                                           \
+        }                                                                                          \
+        break;
+        RG_OP_LIST(RG_TANGENT_CASE)
+#undef RG_TANGENT_CASE
+        default: break;
+    }
+}
+
+rg_index rg_tangent_batch(const rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index pos,
+                          rg_index n, rg_index var, double *tangent, int64_t s0, int64_t s1) {
+    const int64_t B = b->size;
+    for (; pos < n; pos++) {
+        rg_index i = cone[pos];
+        int o = t->op[i];
+        double *dt = tangent + (int64_t)i * B;
+        if (rg_is_leaf(o)) {
+            double x = i == var ? 1.0 : 0.0;
+            for (int64_t s = s0; s < s1; s++) dt[s] = x;
+            continue;
+        }
+        if (o == RG_APPLY) return pos;
+        int64_t l = (int64_t)t->lhs[i] * B, r = (int64_t)t->rhs[i] * B;
+        tangent_op(o, dt, b->value + (int64_t)i * B, b->value + l, b->value + r, tangent + l,
+                   tangent + r, s0, s1);
+    }
+    return n;
+}
+
 rg_index rg_forward_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
                           rg_index n, int64_t s0, int64_t s1) {
     const int64_t B = b->size;

@@ -47,6 +47,12 @@ void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64
 rg_index rg_reverse_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
                           rg_index stop, int64_t s0, int64_t s1);
 
+/* Tangent (forward-mode) sweep over cone[pos..n) for samples [s0, s1), as rg_tangent per sample, into
+ * `tangent` (node-major rows of b->size, indexed by node). Returns the position of the first apply
+ * node met (its row is left to the caller), or n. */
+rg_index rg_tangent_batch(const rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index pos,
+                          rg_index n, rg_index var, double *tangent, int64_t s0, int64_t s1);
+
 /* The whole forward (or reverse, begin included) sweep of an apply-free cone over all samples, in
  * cache-sized chunks, split across `threads` threads when the batch is long enough. RG_OK, or
  * RG_ENOMEM if threads could not be started (the sweep then runs in the calling thread). */

@@ -49,6 +49,18 @@ def per_sample(output, leaves, arrays, size):
     return np.array(values), {k: np.array(v) for k, v in grads.items()}, summed
 
 
+def per_sample_derive(output, arrays, size):
+    """derive() with respect to each array leaf, one sample at a time."""
+    out = {leaf: [] for leaf in arrays}
+    for s in range(size):
+        for leaf, arr in arrays.items():
+            leaf.set(float(arr[s]))
+        output.eval()
+        for leaf in arrays:
+            out[leaf].append(output.derive(leaf))
+    return {leaf: np.array(v) for leaf, v in out.items()}
+
+
 def assert_same(actual, expected):
     np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected))
 
@@ -86,6 +98,7 @@ def test_random_graphs_equal_per_sample_loop(graph):
     leaves, out = build(tape, leaf_values, steps)
     with np.errstate(all="ignore"):
         values, grads, summed = per_sample(out, leaves, {leaves[j]: a for j, a in arrays.items()}, size)
+        tangents = per_sample_derive(out, {leaves[j]: a for j, a in arrays.items()}, size)
         for j, arr in arrays.items():
             leaves[j].set(arr)
         assert tape.batch_size == size
@@ -94,6 +107,8 @@ def test_random_graphs_equal_per_sample_loop(graph):
     for j, leaf in enumerate(leaves):
         if j in arrays:
             assert_same(leaf.grad, grads[leaf])
+            with np.errstate(all="ignore"):
+                assert_same(out.derive(leaf), tangents[leaf])
         else:
             assert isinstance(leaf.grad, float)
             assert_same(leaf.grad, summed[leaf])
@@ -180,14 +195,23 @@ def test_stale_values_rules_hold_in_batch_mode():
         y.backprop()
 
 
-def test_derive_is_scalar_only():
+def test_derive_per_sample_in_batch_mode():
     tape = rg.Tape()
-    x = tape.term("x", 1.0)
-    y = x * x
-    x.set([1.0, 2.0])
-    y.eval()
-    with pytest.raises(NotImplementedError, match="backprop"):
+    x, w = tape.term("x", 1.0), tape.term("w", 3.0)
+    y = (x * x * w).apply("sin", np.sin, np.cos) + w / x
+    xs = np.array([0.5, 1.0, 2.0])
+    expected_x, expected_w = [], []
+    for xv in xs:
+        x.set(float(xv))
+        y.eval()
+        expected_x.append(y.derive(x))
+        expected_w.append(y.derive(w))
+    x.set(xs)
+    with pytest.raises(rg.ValueNotDefinedError):
         y.derive(x)
+    y.eval()
+    np.testing.assert_allclose(y.derive(x), expected_x, rtol=1e-12)
+    np.testing.assert_allclose(y.derive(w), expected_w, rtol=1e-12)
 
 
 def test_back_to_scalar_mode():
