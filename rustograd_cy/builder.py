@@ -28,7 +28,8 @@ user function without its `_derive`) raises `BuilderError`, a SyntaxError naming
 
 The namespace that functions are looked up in is, by default, the caller's: for statements given as
 text, the calling frame's locals over its globals; for a decorated function, its closure variables
-over its globals. Builtins are not looked up.
+over the locals of the frame applying the decorator over the function's globals. Builtins are not
+looked up.
 """
 import ast
 import inspect
@@ -73,15 +74,18 @@ def rustograd(source=None, namespace=None, kind=None, tape=None):
     """
     if source is None:
         def decorator(f):
-            return rustograd(f, namespace=namespace, kind=kind, tape=tape)
+            return _build(f, namespace, kind, tape, sys._getframe(1))
         return decorator
+    return _build(source, namespace, kind, tape, sys._getframe(1))
+
+
+def _build(source, namespace, kind, tape, caller):
     kind = _check_kind(kind, tape)
     if callable(source):
-        text, filename, line_offset, default_ns = _function_source(source)
+        text, filename, line_offset, default_ns = _function_source(source, caller)
         statements = _parse(text, filename, line_offset)
         statements = _function_body(statements, source)
     elif isinstance(source, str):
-        caller = sys._getframe(1)
         default_ns = ChainMap(caller.f_locals, caller.f_globals)
         text, filename, line_offset = source, "<rustograd>", 0
         statements = _parse(text, filename, line_offset)
@@ -122,14 +126,15 @@ def _parse(text, filename, line_offset):
                            (filename, line, column, e.text)) from None
 
 
-def _function_source(f):
+def _function_source(f, caller):
     try:
         lines, first = inspect.getsourcelines(f)
     except (OSError, TypeError) as e:
         raise TypeError(f"rustograd() cannot read the source of {f!r}: {e}") from None
     filename = inspect.getsourcefile(f) or "<unknown>"
     closure = inspect.getclosurevars(f)
-    return "".join(lines), filename, first - 1, ChainMap(dict(closure.nonlocals), f.__globals__)
+    namespace = ChainMap(dict(closure.nonlocals), caller.f_locals, f.__globals__)
+    return "".join(lines), filename, first - 1, namespace
 
 
 def _function_body(statements, f):

@@ -335,16 +335,16 @@ def gen_graph(y, x, optim=False):
     tangent = {x.index: _ONE}
     for i in cone[start + 1:]:
         op, a, b, _ = nodes[i - base]
+        name, arity, _ = OPS[op]
         ta = tangent.get(a)
-        tb = tangent.get(b) if b != a else None
+        # Unary ops store their operand twice (and powc's rhs is its exponent): only lhs counts.
+        # A binary op may have lhs == rhs (x * x): then both operands count.
+        tb = tangent.get(b) if arity == 2 else None
         if ta is None and tb is None:
             continue  # leaves, constants and everything not depending on x
-        name = OPS[op][0]
         if op == _APPLY:
             tangent[i] = _sum(g, _scaled(g, _apply_partial(g, i, a), ta), None)
             continue
-        if name == "powc":
-            tb = None  # the exponent is not differentiated
         da, db = PARTIALS[name](g, a, b, i)
         tangent[i] = _sum(g, _scaled(g, da, ta) if ta is not None else None,
                           _scaled(g, db, tb) if tb is not None else None)
