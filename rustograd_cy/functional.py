@@ -74,6 +74,8 @@ def _outputs(tape, out, vector_output):
         return (len(items),), [_as_term(tape, o) for o in items]
     if isinstance(out, np.ndarray) and out.shape == ():
         out = out[()]
+    if isinstance(out, (list, tuple, np.ndarray)):
+        raise ValueError("this transform needs f to return a scalar; use jacobian() for vector outputs")
     return (), [_as_term(tape, out)]
 
 
