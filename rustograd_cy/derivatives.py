@@ -37,8 +37,7 @@ from rustograd_cy._tape import OP_CODES, OPS
 from rustograd_cy.errors import GradGraphMissingError, TapeMismatchError, TermWasNotValueError
 
 _LEAF, _CONST, _APPLY = OP_CODES["leaf"], OP_CODES["const"], OP_CODES["apply"]
-_ONE = 1  # the tape's preallocated constant 1 (and 0 is node 0)
-_ZERO = 0
+_ONE = 1  # the tape's preallocated constant 1
 
 
 # -- the step functions of the kinks: piecewise constant, so their own derivative is zero ----------
