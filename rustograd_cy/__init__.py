@@ -8,12 +8,16 @@
 (18648.0, 42.0, 444.0)
 """
 from rustograd_cy._tape import Tape, TapeTerm
+from rustograd_cy.builder import Terms, rustograd
 from rustograd_cy.errors import (
+    BuilderError,
+    GradGraphMissingError,
     RustogradError,
     TapeMismatchError,
     TermWasNotValueError,
     ValueNotDefinedError,
 )
+from rustograd_cy.functional import grad, hessian, hvp, jacobian, value_and_grad
 from rustograd_cy.functions import (
     abs,
     atan2,
@@ -36,7 +40,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tape", "TapeTerm",
-    "RustogradError", "TapeMismatchError", "TermWasNotValueError", "ValueNotDefinedError",
+    "rustograd", "Terms", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
+    "BuilderError", "GradGraphMissingError", "RustogradError", "TapeMismatchError", "TermWasNotValueError", "ValueNotDefinedError",
     "abs", "atan2", "cos", "exp", "log", "maximum", "minimum", "pow", "relu", "sigmoid", "sin",
     "sqrt", "square", "tan", "tanh",
 ]

@@ -22,6 +22,7 @@ cdef enum:
     MAX_CACHED_CONES = 8
 
 #: The op table of src/rg_ops.h as (name, arity, infix) per op code, for labels and dispatch.
+#: The same partial derivatives as graph operations (for gen_graph) are in rustograd_cy/derivatives.py.
 OPS = tuple(
     (RG_OP_INFO[i].name.decode(), RG_OP_INFO[i].arity, RG_OP_INFO[i].infix.decode())
     for i in range(<int>RG_NUM_OPS)
@@ -229,6 +230,53 @@ cdef class Tape:
 
     cdef str _label(self, rg_index i):
         return expression_label(i, self._describe)
+
+    # -- raw node access, for the derivative-graph builder (rustograd_cy/derivatives.py) ------------
+
+    def _check_index(self, rg_index i):
+        if i < 0 or i >= self.c.size:
+            raise IndexError(f"node {i} is not on this tape of {self.c.size} nodes")
+
+    def _nodes(self, rg_index start, rg_index stop):
+        """[(op code, lhs, rhs, value)] of nodes start..stop-1 (a unary op has lhs == rhs)."""
+        cdef rg_index i
+        start = max(start, 0)
+        stop = min(stop, self.c.size)
+        return [(self.c.op[i], self.c.lhs[i], self.c.rhs[i], self.c.value[i]) for i in range(start, stop)]
+
+    def _cone_indices(self, rg_index output):
+        """Ascending indices of the nodes `output` depends on, itself last."""
+        self._check_index(output)
+        cdef _Cone cone = self._cone(output)
+        cdef rg_index pos
+        return [cone.idx[pos] for pos in range(cone.n)]
+
+    def _term_at(self, rg_index i):
+        """The term of node i."""
+        self._check_index(i)
+        return self._wrap(i)
+
+    def _apply_info(self, rg_index i):
+        """(name, f, df, grad_graph or None) of apply node i."""
+        self._check_index(i)
+        if self.c.op[i] != RG_APPLY:
+            raise ValueError(f"node {i} is not an apply() node")
+        return (self._names[i],) + tuple(self._funcs[i])
+
+    def _push_node(self, int op, rg_index lhs, rg_index rhs):
+        """Append a computing node by op code (operands are node indices); returns its index.
+
+        Unary ops need lhs == rhs, except powc whose rhs is the exponent's constant node.
+        """
+        self._check_index(lhs)
+        self._check_index(rhs)
+        if op < 0 or op >= <int>RG_NUM_OPS or rg_is_leaf(op) or op == RG_APPLY:
+            raise ValueError(f"_push_node() makes computing nodes; op code {op} is not one")
+        if op == RG_POWC and self.c.op[rhs] != RG_CONST:
+            raise ValueError("a powc node's rhs must be a constant node (its exponent)")
+        if OPS[op][1] == 1 and op != RG_POWC and lhs != rhs:
+            raise ValueError(f"unary op {OPS[op][0]!r} needs lhs == rhs")
+        return self._push(op, lhs, rhs, 0.0)
 
     def _describe(self, rg_index i):
         """(name or None, op name, infix, operand indices) of node i, for labels and drawings."""
@@ -540,11 +588,15 @@ cdef class TapeTerm:
         """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
         return _binary(RG_MINIMUM, self, other)
 
-    def apply(self, str name, f, df):
+    def apply(self, str name, f, df, grad_graph=None):
         """A node computing f(self), with derivative df(self): any Python callables of one float.
 
         The sweeps run built-in nodes in C without the GIL and call f and df with the GIL held.
         They must not change this tape (build nodes or set leaves) while a sweep calls them.
+
+        `grad_graph(term)`, if given, builds df as graph operations on its input term (returning a
+        term, a number, or None for zero) so that `gen_graph()` can differentiate through this node,
+        to any order; without it `gen_graph()` raises `GradGraphMissingError` at this node.
 
         >>> import math
         >>> tape = Tape()
@@ -554,11 +606,29 @@ cdef class TapeTerm:
         if not callable(f) or not callable(df):
             raise TypeError(f"apply({name!r}, f, df) needs two callables, got {type(f).__name__} "
                             f"and {type(df).__name__}")
+        if grad_graph is not None and not callable(grad_graph):
+            raise TypeError(f"apply({name!r}, ...)'s grad_graph must be callable or None, "
+                            f"not {type(grad_graph).__name__}")
         cdef Tape tape = self.tape
         cdef rg_index i = tape._push(RG_APPLY, self.index, self.index, 0.0)
         tape._names[i] = name
-        tape._funcs[i] = (f, df)
+        tape._funcs[i] = (f, df, grad_graph)
         return tape._wrap(i)
+
+    def gen_graph(self, var, optim=False):
+        """d(self)/d(var) as new nodes on this tape: returns its term, or None if self does not
+        depend on var. The result is a term like any other, so it can be derived again.
+
+        `optim=True` reuses identical nodes already on the tape and folds IEEE-exact identities
+        (x * 1, x ** 1, constant operands, ...). The rules live in rustograd_cy/derivatives.py.
+
+        >>> tape = Tape()
+        >>> x = tape.term("x", 0.0)
+        >>> x.sin().gen_graph(x).gen_graph(x).eval()  # -sin(0)
+        -0.0
+        """
+        from rustograd_cy.derivatives import gen_graph
+        return gen_graph(self, var, optim)
 
     def _constant_like(self, value):
         """A constant on the same tape (lets rg.maximum(0.0, x) and friends lift numbers)."""

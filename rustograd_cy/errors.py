@@ -15,3 +15,14 @@ class TermWasNotValueError(RustogradError, ValueError):
 
 class TapeMismatchError(RustogradError, ValueError):
     """Terms of two different tapes were combined."""
+
+
+class GradGraphMissingError(RustogradError, TypeError):
+    """gen_graph() reached an apply() node made without grad_graph=, so it cannot build its derivative."""
+
+
+class BuilderError(RustogradError, SyntaxError):
+    """rg.rustograd() met statements it cannot turn into terms; `lineno`/`offset` say where.
+
+    `offset` is the 1-based column, as for SyntaxError; the message also names line and column.
+    """
