@@ -452,9 +452,6 @@ cdef class TapeTerm:
     (10.0, 6.0)
     """
 
-    # numpy scalars hand mixed arithmetic to our reflected operators instead of making arrays.
-    __array_ufunc__ = None
-
     def __init__(self, *args, **kwargs):
         raise TypeError("make terms with tape.term(name, value), not TapeTerm()")
 
