@@ -70,8 +70,7 @@ def save_graph(term, out, stem, formats=("svg", "png"), **dot_options):
 
 def frames_to_gif(images, path, duration=100, final_duration=1500):
     """Save a list of Pillow images as a looping GIF (the last frame held longer)."""
-    durations = [duration] * (len(images) - 1) + [final_duration]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    rg.viz.save_gif(images, path, [duration] * (len(images) - 1) + [final_duration])
     wrote(path)
 
 

@@ -130,7 +130,23 @@ def animate(term, path, *, duration=600, final_duration=2000, dpi=72, **options)
         frame = Image.new("RGB", (width, height), "white")
         frame.paste(image, ((width - image.width) // 2, (height - image.height) // 2))
         canvas.append(frame)
-    durations = [duration] * (len(canvas) - 1) + [final_duration]
-    canvas[0].save(os.fspath(path), save_all=True, append_images=canvas[1:], duration=durations,
-                   loop=0, optimize=False)
+    save_gif(canvas, path, [duration] * (len(canvas) - 1) + [final_duration])
     return len(canvas)
+
+
+def save_gif(images, path, durations, colors=32):
+    """Save equally sized RGB Pillow images as a looping GIF with one shared palette.
+
+    Drawings and plots use few colours: one palette of `colors` entries, taken from the first, middle
+    and last frames, keeps them faithful, and lets the GIF store only what changes between frames.
+    """
+    from PIL import Image
+
+    samples = [images[0], images[len(images) // 2], images[-1]]
+    montage = Image.new("RGB", (images[0].width, images[0].height * len(samples)))
+    for i, image in enumerate(samples):
+        montage.paste(image, (0, i * image.height))
+    palette = montage.quantize(colors=colors)
+    frames = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
+    frames[0].save(os.fspath(path), save_all=True, append_images=frames[1:], duration=list(durations),
+                   loop=0, optimize=True)
