@@ -21,7 +21,8 @@ def options(description, argv=None):
     parser.add_argument("--quick", action="store_true",
                         default=os.environ.get("RUSTOGRAD_QUICK", "") not in ("", "0"),
                         help="do less work (fewer epochs, fewer frames); also RUSTOGRAD_QUICK=1")
-    parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("RUSTOGRAD_OUT", "out")),
+                        help="output folder (default: out, or RUSTOGRAD_OUT)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     return args

@@ -12,8 +12,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-EXAMPLES = ["arithm", "sine", "mixed_sine", "curve_fit", "peak_separation", "backprop_animation",
-            "classifier"]
+# The seed's order first, then any other example script in this folder.
+SEED_ORDER = ["arithm", "sine", "mixed_sine", "curve_fit", "peak_separation", "backprop_animation",
+              "classifier"]
+EXAMPLES = SEED_ORDER + sorted(
+    p.stem for p in HERE.glob("*.py")
+    if p.stem not in SEED_ORDER and not p.stem.startswith("_") and p.stem != "run_all"
+)
 
 
 def ensure_graphviz():
@@ -49,7 +54,10 @@ def main():
         command = [sys.executable, str(HERE / f"{name}.py"), "--out", str(out)]
         if quick:
             command.append("--quick")
-        result = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+        # Scripts that read their options from the environment get the same ones.
+        env = dict(os.environ, RUSTOGRAD_OUT=str(out), RUSTOGRAD_QUICK="1" if quick else "0",
+                   MPLBACKEND="Agg")
+        result = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env)
         for line in result.stdout.splitlines():
             if line.startswith("wrote "):
                 written.append(line[len("wrote "):])
