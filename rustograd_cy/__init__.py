@@ -7,6 +7,7 @@
 >>> abc.eval(), abc.derive(a), abc.derive(c)
 (18648.0, 42.0, 444.0)
 """
+from rustograd_cy import dot, viz
 from rustograd_cy._tape import Tape, TapeTerm
 from rustograd_cy.builder import Terms, rustograd
 from rustograd_cy.errors import (
@@ -39,9 +40,10 @@ from rustograd_cy.functions import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tape", "TapeTerm",
+    "Tape", "TapeTerm", "dot", "viz",
     "rustograd", "Terms", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
-    "BuilderError", "GradGraphMissingError", "RustogradError", "TapeMismatchError", "TermWasNotValueError", "ValueNotDefinedError",
+    "BuilderError", "GradGraphMissingError", "RustogradError", "TapeMismatchError",
+    "TermWasNotValueError", "ValueNotDefinedError",
     "abs", "atan2", "cos", "exp", "log", "maximum", "minimum", "pow", "relu", "sigmoid", "sin",
     "sqrt", "square", "tan", "tanh",
 ]

@@ -16,6 +16,7 @@ import numbers
 
 from rustograd_cy.errors import TapeMismatchError, TermWasNotValueError, ValueNotDefinedError
 from rustograd_cy.labels import expression_label
+from rustograd_cy import dot as _dot
 
 # How many outputs keep their cone cached; a training loop usually has one or two.
 cdef enum:
@@ -669,6 +670,24 @@ cdef class TapeTerm:
     def set(self, value):
         """Give this leaf a new value; computed values become stale until the next eval()."""
         self.tape._set(self.index, value)
+
+    # -- drawing (rustograd_cy/dot.py, shared by every term kind) ---------------------------------
+
+    def dot(self, file=None, **options):
+        """Graphviz DOT of the graph this term depends on, written to `file` or returned.
+
+        Options: show_values, vertical, highlight, connect_to, outputs, precision, label_depth;
+        see `rustograd_cy.dot.dot`.
+        """
+        return _dot.dot(self, file, **options)
+
+    def to_graphviz(self, **options):
+        """The graph as a `graphviz.Source` (the graphviz package); options as `dot()`."""
+        return _dot.to_graphviz(self, **options)
+
+    def _repr_svg_(self):
+        """Jupyter shows a term as its graph when Graphviz is installed."""
+        return _dot.repr_svg(self)
 
     def _key(self):
         """This node's identity in `_graph()` records."""
