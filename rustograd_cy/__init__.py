@@ -7,6 +7,7 @@
 >>> abc.eval(), abc.derive(a), abc.derive(c)
 (18648.0, 42.0, 444.0)
 """
+from rustograd_cy._nodes import RcTerm, Term
 from rustograd_cy._tape import Tape, TapeTerm
 from rustograd_cy.errors import (
     RustogradError,
@@ -35,7 +36,7 @@ from rustograd_cy.functions import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tape", "TapeTerm",
+    "Tape", "TapeTerm", "RcTerm", "Term",
     "RustogradError", "TapeMismatchError", "TermWasNotValueError", "ValueNotDefinedError",
     "abs", "atan2", "cos", "exp", "log", "maximum", "minimum", "pow", "relu", "sigmoid", "sin",
     "sqrt", "square", "tan", "tanh",
