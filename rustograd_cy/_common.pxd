@@ -14,3 +14,4 @@ cdef inline bint is_real(object x) except -1:
 cdef double real(object x, str what) except? -1.0
 cdef double callable_result(object result, str name, object node) except? -1.0
 cdef int check_callables(str name, object f, object df) except -1
+cdef object method_result(object result, str method, object other)

@@ -31,6 +31,15 @@ cdef double callable_result(object result, str name, object node) except? -1.0:
     return float(result)
 
 
+cdef object method_result(object result, str method, object other):
+    """The result of term.method(other); operators may return NotImplemented, methods raise."""
+    if result is NotImplemented:
+        raise TypeError(
+            f"{method}() takes a term of the same kind or a real number, not {type(other).__name__}"
+        )
+    return result
+
+
 cdef int check_callables(str name, object f, object df) except -1:
     if not callable(f) or not callable(df):
         raise TypeError(f"apply({name!r}, f, df) needs two callables, got {type(f).__name__} "

@@ -20,7 +20,7 @@ from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, realloc
 
-from rustograd_cy._common cimport callable_result, check_callables, is_real, real
+from rustograd_cy._common cimport callable_result, check_callables, is_real, method_result, real
 from rustograd_cy._ctape cimport RG_APPLY, RG_CONST, RG_LEAF, RG_OP_INFO, RG_POW, RG_POWC, rg_partials, rg_value
 from rustograd_cy._ctape cimport RG_ABS, RG_ADD, RG_ATAN2, RG_COS, RG_DIV, RG_EXP, RG_LOG, RG_MAXIMUM
 from rustograd_cy._ctape cimport RG_MINIMUM, RG_MUL, RG_NEG, RG_RELU, RG_SIGMOID, RG_SIN, RG_SQRT
@@ -394,19 +394,19 @@ cdef class _Node:
 
     def pow(self, exponent):
         """self ** exponent (a number or a term)."""
-        return _power(self, exponent)
+        return method_result(_power(self, exponent), "pow", exponent)
 
     def atan2(self, x):
         """atan2(self, x): the angle of the point (x, self), as math.atan2(y, x)."""
-        return _binary(RG_ATAN2, self, x)
+        return method_result(_binary(RG_ATAN2, self, x), "atan2", x)
 
     def maximum(self, other):
         """The larger of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return _binary(RG_MAXIMUM, self, other)
+        return method_result(_binary(RG_MAXIMUM, self, other), "maximum", other)
 
     def minimum(self, other):
         """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return _binary(RG_MINIMUM, self, other)
+        return method_result(_binary(RG_MINIMUM, self, other), "minimum", other)
 
     def apply(self, str name, f, df):
         """A node computing f(self), with derivative df(self): any Python callables of one float.

@@ -10,7 +10,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memset
 from libc.stdint cimport uint8_t
 
-from rustograd_cy._common cimport callable_result, check_callables
+from rustograd_cy._common cimport callable_result, check_callables, method_result
 from rustograd_cy._common cimport is_real as _is_real, real as _real
 from rustograd_cy._ctape cimport *
 
@@ -504,19 +504,19 @@ cdef class TapeTerm:
 
     def pow(self, exponent):
         """self ** exponent (a number or a term)."""
-        return _power(self, exponent)
+        return method_result(_power(self, exponent), "pow", exponent)
 
     def atan2(self, x):
         """atan2(self, x): the angle of the point (x, self), as math.atan2(y, x)."""
-        return _binary(RG_ATAN2, self, x)
+        return method_result(_binary(RG_ATAN2, self, x), "atan2", x)
 
     def maximum(self, other):
         """The larger of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return _binary(RG_MAXIMUM, self, other)
+        return method_result(_binary(RG_MAXIMUM, self, other), "maximum", other)
 
     def minimum(self, other):
         """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return _binary(RG_MINIMUM, self, other)
+        return method_result(_binary(RG_MINIMUM, self, other), "minimum", other)
 
     def apply(self, str name, f, df):
         """A node computing f(self), with derivative df(self): any Python callables of one float.
