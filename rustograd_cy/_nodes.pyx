@@ -76,7 +76,7 @@ cdef _Order _cone(_Node root, bint skip_current):
     global _visits
     cdef _Order order = _Order.__new__(_Order)
     cdef _Order stack = _Order.__new__(_Order)
-    cdef _Node n, child
+    cdef _Node n
     cdef uint64_t now = _clock
     _visits += 1
     cdef uint64_t mark = _visits
@@ -84,24 +84,26 @@ cdef _Order _cone(_Node root, bint skip_current):
     stack.push(<PyObject *>root)
     while stack.n:
         n = <_Node>stack.items[stack.n - 1]
-        if n.op > RG_CONST:
-            # A node on the stack cannot be an operand of one above it (that would be a cycle), so
-            # marking at push time visits each node once.
-            child = n.a
-            if child.visit != mark:
-                child.visit = mark
-                if not (skip_current and _current(child, now)):
-                    stack.push(<PyObject *>child)
-                    continue
-            child = n.b
-            if child.visit != mark:
-                child.visit = mark
-                if not (skip_current and _current(child, now)):
-                    stack.push(<PyObject *>child)
-                    continue
+        # A node on the stack cannot be an operand of one above it (that would be a cycle), so
+        # marking at push time visits each node once.
+        if n.op > RG_CONST and (_descend(n.a, mark, skip_current, now, stack)
+                                or _descend(n.b, mark, skip_current, now, stack)):
+            continue
         stack.n -= 1
         order.push(<PyObject *>n)
     return order
+
+
+cdef inline bint _descend(_Node child, uint64_t mark, bint skip_current, uint64_t now,
+                          _Order stack) except -1:
+    """Push child unless it is visited or (with skip_current) current; whether it was pushed."""
+    if child.visit == mark:
+        return False
+    child.visit = mark
+    if skip_current and _current(child, now):
+        return False
+    stack.push(<PyObject *>child)
+    return True
 
 
 cdef int _compute(_Node n) except -1:
