@@ -30,6 +30,7 @@ from rustograd_cy._tape cimport TapeTerm
 from rustograd_cy._tape import OPS
 from rustograd_cy.errors import derive_non_leaf_error, set_non_leaf_error, stale_value_error
 from rustograd_cy.labels import expression_label
+from rustograd_cy import dot as _dot
 
 cdef extern from "Python.h":
     Py_ssize_t _refcount "Py_REFCNT"(PyObject *o)
@@ -205,9 +206,6 @@ cdef inline object _power(object x, object y):
 
 cdef class _Node:
     """What RcTerm and Term share: the whole term API. See their docstrings."""
-
-    # numpy scalars hand mixed arithmetic to our reflected operators instead of making arrays.
-    __array_ufunc__ = None
 
     def __init__(self, str name, value):
         if self.a is not None or self.serial != 0:
@@ -552,6 +550,20 @@ cdef class _Node:
         """Drop the gradients of this term's graph: `.grad` is None until the next backprop()."""
         _check_idle()
         _drop_grads(_cone(self, False))
+
+    # -- drawing (rustograd_cy/dot.py, shared by every term kind) ---------------------------------
+
+    def dot(self, file=None, **options):
+        """Graphviz DOT of the graph this term depends on, written to `file` or returned."""
+        return _dot.dot(self, file, **options)
+
+    def to_graphviz(self, **options):
+        """The graph as a `graphviz.Source` (the graphviz package); options as `dot()`."""
+        return _dot.to_graphviz(self, **options)
+
+    def _repr_svg_(self):
+        """Jupyter shows a term as its graph when Graphviz is installed."""
+        return _dot.repr_svg(self)
 
     # -- reading ----------------------------------------------------------------------------------
 

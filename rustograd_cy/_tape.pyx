@@ -21,12 +21,14 @@ from rustograd_cy.errors import (
     stale_value_error,
 )
 from rustograd_cy.labels import expression_label
+from rustograd_cy import dot as _dot
 
 # How many outputs keep their cone cached; a training loop usually has one or two.
 cdef enum:
     MAX_CACHED_CONES = 8
 
 #: The op table of src/rg_ops.h as (name, arity, infix) per op code, for labels and dispatch.
+#: The same partial derivatives as graph operations (for gen_graph) are in rustograd_cy/derivatives.py.
 OPS = tuple(
     (RG_OP_INFO[i].name.decode(), RG_OP_INFO[i].arity, RG_OP_INFO[i].infix.decode())
     for i in range(<int>RG_NUM_OPS)
@@ -65,6 +67,7 @@ cdef class _Cone:
         free(self.idx)
 
 
+@cython.final
 cdef class Tape:
     """An arena of nodes: leaves made by `term()`, operations appended by arithmetic on its terms.
 
@@ -221,6 +224,53 @@ cdef class Tape:
     cdef str _label(self, rg_index i):
         return expression_label(i, self._describe)
 
+    # -- raw node access, for the derivative-graph builder (rustograd_cy/derivatives.py) ------------
+
+    def _check_index(self, rg_index i):
+        if i < 0 or i >= self.c.size:
+            raise IndexError(f"node {i} is not on this tape of {self.c.size} nodes")
+
+    def _nodes(self, rg_index start, rg_index stop):
+        """[(op code, lhs, rhs, value)] of nodes start..stop-1 (a unary op has lhs == rhs)."""
+        cdef rg_index i
+        start = max(start, 0)
+        stop = min(stop, self.c.size)
+        return [(self.c.op[i], self.c.lhs[i], self.c.rhs[i], self.c.value[i]) for i in range(start, stop)]
+
+    def _cone_indices(self, rg_index output):
+        """Ascending indices of the nodes `output` depends on, itself last."""
+        self._check_index(output)
+        cdef _Cone cone = self._cone(output)
+        cdef rg_index pos
+        return [cone.idx[pos] for pos in range(cone.n)]
+
+    def _term_at(self, rg_index i):
+        """The term of node i."""
+        self._check_index(i)
+        return self._wrap(i)
+
+    def _apply_info(self, rg_index i):
+        """(name, f, df, grad_graph or None) of apply node i."""
+        self._check_index(i)
+        if self.c.op[i] != RG_APPLY:
+            raise ValueError(f"node {i} is not an apply() node")
+        return (self._names[i],) + tuple(self._funcs[i])
+
+    def _push_node(self, int op, rg_index lhs, rg_index rhs):
+        """Append a computing node by op code (operands are node indices); returns its index.
+
+        Unary ops need lhs == rhs, except powc whose rhs is the exponent's constant node.
+        """
+        self._check_index(lhs)
+        self._check_index(rhs)
+        if op < 0 or op >= <int>RG_NUM_OPS or rg_is_leaf(op) or op == RG_APPLY:
+            raise ValueError(f"_push_node() makes computing nodes; op code {op} is not one")
+        if op == RG_POWC and self.c.op[rhs] != RG_CONST:
+            raise ValueError("a powc node's rhs must be a constant node (its exponent)")
+        if OPS[op][1] == 1 and op != RG_POWC and lhs != rhs:
+            raise ValueError(f"unary op {OPS[op][0]!r} needs lhs == rhs")
+        return self._push(op, lhs, rhs, 0.0)
+
     def _describe(self, rg_index i):
         """(name or None, op name, infix, operand indices) of node i, for labels and drawings."""
         cdef int op = self.c.op[i]
@@ -370,6 +420,7 @@ cdef inline object _power(object x, object y):
     return _binary(RG_POW, x, y)
 
 
+@cython.final
 @cython.freelist(256)
 cdef class TapeTerm:
     """A node of a `Tape`: combine terms with + - * / ** and the built-in functions, then
@@ -381,9 +432,6 @@ cdef class TapeTerm:
     >>> y.eval(), y.derive(x)
     (10.0, 6.0)
     """
-
-    # numpy scalars hand mixed arithmetic to our reflected operators instead of making arrays.
-    __array_ufunc__ = None
 
     def __init__(self, *args, **kwargs):
         raise TypeError("make terms with tape.term(name, value), not TapeTerm()")
@@ -518,11 +566,15 @@ cdef class TapeTerm:
         """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
         return method_result(_binary(RG_MINIMUM, self, other), "minimum", other)
 
-    def apply(self, str name, f, df):
+    def apply(self, str name, f, df, grad_graph=None):
         """A node computing f(self), with derivative df(self): any Python callables of one float.
 
         The sweeps run built-in nodes in C without the GIL and call f and df with the GIL held.
         They must not change this tape (build nodes or set leaves) while a sweep calls them.
+
+        `grad_graph(term)`, if given, builds df as graph operations on its input term (returning a
+        term, a number, or None for zero) so that `gen_graph()` can differentiate through this node,
+        to any order; without it `gen_graph()` raises `GradGraphMissingError` at this node.
 
         >>> import math
         >>> tape = Tape()
@@ -530,11 +582,29 @@ cdef class TapeTerm:
         0.0
         """
         check_callables(name, f, df)
+        if grad_graph is not None and not callable(grad_graph):
+            raise TypeError(f"apply({name!r}, ...)'s grad_graph must be callable or None, "
+                            f"not {type(grad_graph).__name__}")
         cdef Tape tape = self.tape
         cdef rg_index i = tape._push(RG_APPLY, self.index, self.index, 0.0)
         tape._names[i] = name
-        tape._funcs[i] = (f, df)
+        tape._funcs[i] = (f, df, grad_graph)
         return tape._wrap(i)
+
+    def gen_graph(self, var, optim=False):
+        """d(self)/d(var) as new nodes on this tape: returns its term, or None if self does not
+        depend on var. The result is a term like any other, so it can be derived again.
+
+        `optim=True` reuses identical nodes already on the tape and folds IEEE-exact identities
+        (x * 1, x ** 1, constant operands, ...). The rules live in rustograd_cy/derivatives.py.
+
+        >>> tape = Tape()
+        >>> x = tape.term("x", 0.0)
+        >>> x.sin().gen_graph(x).gen_graph(x).eval()  # -sin(0)
+        -0.0
+        """
+        from rustograd_cy.derivatives import gen_graph
+        return gen_graph(self, var, optim)
 
     def _constant_like(self, value):
         """A constant on the same tape (lets rg.maximum(0.0, x) and friends lift numbers)."""
@@ -583,6 +653,24 @@ cdef class TapeTerm:
     def clear_grad(self):
         """Drop the gradients of this term's tape (`tape.clear_grad()`), as on the other kinds."""
         self.tape.clear_grad()
+
+    # -- drawing (rustograd_cy/dot.py, shared by every term kind) ---------------------------------
+
+    def dot(self, file=None, **options):
+        """Graphviz DOT of the graph this term depends on, written to `file` or returned.
+
+        Options: show_values, vertical, highlight, connect_to, outputs, precision, label_depth;
+        see `rustograd_cy.dot.dot`.
+        """
+        return _dot.dot(self, file, **options)
+
+    def to_graphviz(self, **options):
+        """The graph as a `graphviz.Source` (the graphviz package); options as `dot()`."""
+        return _dot.to_graphviz(self, **options)
+
+    def _repr_svg_(self):
+        """Jupyter shows a term as its graph when Graphviz is installed."""
+        return _dot.repr_svg(self)
 
     def _key(self):
         """This node's identity in `_graph()` records."""

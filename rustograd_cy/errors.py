@@ -17,6 +17,17 @@ class TapeMismatchError(RustogradError, ValueError):
     """Terms of two different tapes were combined."""
 
 
+class GradGraphMissingError(RustogradError, TypeError):
+    """gen_graph() reached an apply() node made without grad_graph=, so it cannot build its derivative."""
+
+
+class BuilderError(RustogradError, SyntaxError):
+    """rg.rustograd() met statements it cannot turn into terms; `lineno`/`offset` say where.
+
+    `offset` is the 1-based column, as for SyntaxError; the message also names line and column.
+    """
+
+
 # The messages, written once for every term kind. `node` describes the node, e.g. "'a + b' (node 5)"
 # on a tape or "'a + b'" for RcTerm and Term; `maker` says how its leaves are made.
 
