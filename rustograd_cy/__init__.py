@@ -7,6 +7,7 @@
 >>> abc.eval(), abc.derive(a), abc.derive(c)
 (18648.0, 42.0, 444.0)
 """
+from rustograd_cy._nodes import RcTerm, Term
 from rustograd_cy import dot, viz
 from rustograd_cy._tape import Tape, TapeTerm
 from rustograd_cy.builder import Terms, rustograd
@@ -40,7 +41,7 @@ from rustograd_cy.functions import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tape", "TapeTerm", "dot", "viz",
+    "Tape", "TapeTerm", "RcTerm", "Term", "dot", "viz",
     "rustograd", "Terms", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
     "BuilderError", "GradGraphMissingError", "RustogradError", "TapeMismatchError",
     "TermWasNotValueError", "ValueNotDefinedError",

@@ -10,11 +10,16 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memset
 from libc.stdint cimport uint8_t
 
+from rustograd_cy._common cimport callable_result, check_callables, method_result
+from rustograd_cy._common cimport is_real as _is_real, real as _real
 from rustograd_cy._ctape cimport *
 
-import numbers
-
-from rustograd_cy.errors import TapeMismatchError, TermWasNotValueError, ValueNotDefinedError
+from rustograd_cy.errors import (
+    TapeMismatchError,
+    derive_non_leaf_error,
+    set_non_leaf_error,
+    stale_value_error,
+)
 from rustograd_cy.labels import expression_label
 from rustograd_cy import dot as _dot
 
@@ -53,19 +58,6 @@ def op_partials(str name, double a, double b=0.0):
         b = a
     rg_partials(code, a, b, rg_value(code, a, b), &da, &db)
     return da, db
-
-
-cdef inline bint _is_real(object x):
-    """Python and numpy real numbers, but not bool (True + x is almost always a mistake)."""
-    if type(x) is float or type(x) is int:
-        return True
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-cdef inline double _real(object x, str what) except? -1.0:
-    if not _is_real(x):
-        raise TypeError(f"{what} must be a real number (int or float), not {type(x).__name__}")
-    return float(x)
 
 
 cdef class _Cone:
@@ -301,11 +293,7 @@ cdef class Tape:
             cone.valid_epoch = self.c.epoch  # e.g. evaluated as part of a bigger output
             return 0
         cdef rg_index i = cone.idx[pos]
-        why = "was never computed" if self.c.stamp[i] == 0 else "is stale since a set() or clear()"
-        raise ValueNotDefinedError(
-            f"{caller} needs the value of {self._label(i)!r} (node {i}), which {why}: "
-            f"call eval() on the output first"
-        )
+        raise stale_value_error(caller, f"{self._label(i)!r} (node {i})", self.c.stamp[i] == 0)
 
     cdef int _forward(self, rg_index output, object callback) except -1:
         # With a callback the C sweep runs one node per call (the slow path, for animations).
@@ -401,22 +389,14 @@ cdef class Tape:
             PyMem_Free(tangent)
 
     cdef double _callable_result(self, object result, rg_index i) except? -1.0:
-        if not _is_real(result):
-            raise TypeError(
-                f"the function of apply({self._names[i]!r}) (node {i}) returned "
-                f"{type(result).__name__}; it must return a real number"
-            )
-        return float(result)
+        return callable_result(result, self._names[i], i)
 
     cdef int _set(self, rg_index index, object value) except -1:
         cdef double v = _real(value, "set()'s value")
         cdef int op = self.c.op[index]
         if op != RG_LEAF:
             what = "a constant" if op == RG_CONST else "an operation node"
-            raise TermWasNotValueError(
-                f"set() changes leaves made by tape.term(); {self._label(index)!r} (node {index}) "
-                f"is {what}"
-            )
+            raise set_non_leaf_error("tape.term()", f"{self._label(index)!r} (node {index})", what)
         self._check_idle()
         self.c.value[index] = v
         self._next_epoch()
@@ -572,19 +552,19 @@ cdef class TapeTerm:
 
     def pow(self, exponent):
         """self ** exponent (a number or a term)."""
-        return _power(self, exponent)
+        return method_result(_power(self, exponent), "pow", exponent)
 
     def atan2(self, x):
         """atan2(self, x): the angle of the point (x, self), as math.atan2(y, x)."""
-        return _binary(RG_ATAN2, self, x)
+        return method_result(_binary(RG_ATAN2, self, x), "atan2", x)
 
     def maximum(self, other):
         """The larger of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return _binary(RG_MAXIMUM, self, other)
+        return method_result(_binary(RG_MAXIMUM, self, other), "maximum", other)
 
     def minimum(self, other):
         """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return _binary(RG_MINIMUM, self, other)
+        return method_result(_binary(RG_MINIMUM, self, other), "minimum", other)
 
     def apply(self, str name, f, df, grad_graph=None):
         """A node computing f(self), with derivative df(self): any Python callables of one float.
@@ -601,9 +581,7 @@ cdef class TapeTerm:
         >>> tape.term("a", 0.0).apply("sin", math.sin, math.cos).eval()
         0.0
         """
-        if not callable(f) or not callable(df):
-            raise TypeError(f"apply({name!r}, f, df) needs two callables, got {type(f).__name__} "
-                            f"and {type(df).__name__}")
+        check_callables(name, f, df)
         if grad_graph is not None and not callable(grad_graph):
             raise TypeError(f"apply({name!r}, ...)'s grad_graph must be callable or None, "
                             f"not {type(grad_graph).__name__}")
@@ -653,10 +631,7 @@ cdef class TapeTerm:
         if v.tape is not self.tape:
             raise TapeMismatchError("derive() got a variable of another tape: use a leaf of this one")
         if self.tape.c.op[v.index] != RG_LEAF:
-            raise TermWasNotValueError(
-                f"derive() is with respect to a leaf made by tape.term(); {v.name!r} "
-                f"(node {v.index}) is not one"
-            )
+            raise derive_non_leaf_error("tape.term()", f"{v.name!r} (node {v.index})")
         return self.tape._tangent(self.index, v.index)
 
     def backprop(self, callback=None):
@@ -670,6 +645,14 @@ cdef class TapeTerm:
     def set(self, value):
         """Give this leaf a new value; computed values become stale until the next eval()."""
         self.tape._set(self.index, value)
+
+    def clear(self):
+        """Drop the computed values of this term's tape (`tape.clear()`), as on the other kinds."""
+        self.tape.clear()
+
+    def clear_grad(self):
+        """Drop the gradients of this term's tape (`tape.clear_grad()`), as on the other kinds."""
+        self.tape.clear_grad()
 
     # -- drawing (rustograd_cy/dot.py, shared by every term kind) ---------------------------------
 
