@@ -390,6 +390,15 @@ cdef inline object _power(object x, object y):
     return _binary(RG_POW, x, y)
 
 
+cdef inline object _checked(object result, str method, object other):
+    """A method's result from _binary/_power: unlike operators, methods have no reflected fallback,
+    so NotImplemented (a non-numeric operand) must become the TypeError here."""
+    if result is NotImplemented:
+        raise TypeError(f"{method}() takes a term or a real number (int or float), "
+                        f"not {type(other).__name__}")
+    return result
+
+
 @cython.freelist(256)
 cdef class TapeTerm:
     """A node of a `Tape`: combine terms with + - * / ** and the built-in functions, then
@@ -524,19 +533,19 @@ cdef class TapeTerm:
 
     def pow(self, exponent):
         """self ** exponent (a number or a term)."""
-        return _power(self, exponent)
+        return _checked(_power(self, exponent), "pow", exponent)
 
     def atan2(self, x):
         """atan2(self, x): the angle of the point (x, self), as math.atan2(y, x)."""
-        return _binary(RG_ATAN2, self, x)
+        return _checked(_binary(RG_ATAN2, self, x), "atan2", x)
 
     def maximum(self, other):
         """The larger of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return _binary(RG_MAXIMUM, self, other)
+        return _checked(_binary(RG_MAXIMUM, self, other), "maximum", other)
 
     def minimum(self, other):
         """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return _binary(RG_MINIMUM, self, other)
+        return _checked(_binary(RG_MINIMUM, self, other), "minimum", other)
 
     def apply(self, str name, f, df):
         """A node computing f(self), with derivative df(self): any Python callables of one float.
