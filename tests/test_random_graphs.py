@@ -188,7 +188,7 @@ def _check_gradients(leaves, output):
         assert abs(forward - expected) <= bound, leaf.term.name
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(programs)
 def test_random_graph_matches_oracle(program):
     leaf_values, steps = program
@@ -199,7 +199,7 @@ def test_random_graph_matches_oracle(program):
     _check_gradients(leaves, output)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(programs, st.integers(0, 1 << 20))
 def test_random_graph_second_output_and_replay(program, pick):
     """Backprop of an inner node after the output's, then new leaf values: still the oracle's."""

@@ -128,11 +128,11 @@ def test_the_gil_test_can_fail():
 
 # -- bigdag ---------------------------------------------------------------------------------------
 
-def _bigdag(n):
+def _bigdag(steps):
     tape = rg.Tape()
     leaves = [tape.term(f"x{j}", v) for j, v in enumerate(bigdag.leaf_values())]
     table = bigdag.term_table(rg.TapeTerm)
-    nodes = bigdag.build(bigdag.compile_plan(bigdag.plan(n), table), leaves)
+    nodes = bigdag.build(bigdag.compile_plan(steps, table), leaves)
     return tape, leaves, nodes
 
 
@@ -145,14 +145,14 @@ def _bigdag_oracle(n):
 
 
 def test_bigdag_value_at_1000():
-    tape, leaves, nodes = _bigdag(1000)
+    tape, leaves, nodes = _bigdag(bigdag.plan(1000))
     assert len(tape) == 2 + 1000
     assert nodes[-1].eval() == 0.5537188726646275 == bigdag.VALUE_AT_1000
     assert bigdag.reference_value(bigdag.plan(1000)) == bigdag.VALUE_AT_1000
 
 
 def test_bigdag_gradients_match_derive_and_the_oracle():
-    tape, leaves, nodes = _bigdag(1000)
+    tape, leaves, nodes = _bigdag(bigdag.plan(1000))
     output = nodes[-1]
     output.eval()
     output.backprop()
@@ -170,12 +170,18 @@ def test_bigdag_gradients_match_derive_and_the_oracle():
 
 @pytest.mark.slow
 def test_bigdag_at_a_million_sweeps_about_half():
-    tape, leaves, nodes = _bigdag(1_000_000)
+    steps = bigdag.plan(1_000_000)
+    tape, leaves, nodes = _bigdag(steps)
     output = nodes[-1]
     value = output.eval()
-    assert value == bigdag.reference_value(bigdag.plan(1_000_000))
+    assert value == bigdag.reference_value(steps)
     swept = sum(1 for node in nodes if node.data is not None) - len(leaves)
     assert 0.2 < swept / len(nodes) < 0.8  # the cone, not the whole tape
     output.backprop()
-    for leaf in leaves:
-        assert leaf.grad == 0.0 or math.isclose(leaf.grad, output.derive(leaf), rel_tol=1e-9, abs_tol=1e-300)
+    # The leaves' gradients underflow to 0 through a million sines and products, so check the
+    # reverse sweep's reach instead: gradients outside the cone are 0, inside they are not all 0.
+    outside = [node.grad for node in nodes if node.data is None]
+    assert outside and all(g == 0.0 for g in outside)
+    inside = [node.grad for node in nodes[-1000:] if node.data is not None]
+    assert sum(g != 0.0 for g in inside) > len(inside) // 2
+    assert output.grad == 1.0
