@@ -45,7 +45,11 @@ def extension(name, sources):
 
 setup(
     ext_modules=cythonize(
-        [extension("rustograd_cy._tape", ["rustograd_cy/_tape.pyx", "src/rg_tape.c"])],
+        [
+            extension("rustograd_cy._common", ["rustograd_cy/_common.pyx"]),
+            extension("rustograd_cy._tape", ["rustograd_cy/_tape.pyx", "src/rg_tape.c"]),
+            extension("rustograd_cy._nodes", ["rustograd_cy/_nodes.pyx"]),
+        ],
         compiler_directives=DIRECTIVES,
     ),
 )
