@@ -169,15 +169,16 @@ OPERATORS = {
 }
 
 
-@pytest.mark.parametrize("bad", NOT_NUMBERS, ids=repr)
+# A numpy array is left out: with it, an operator broadcasts the term over an object array, as
+# numpy does for any Python object.
+@pytest.mark.parametrize("bad", [b for b in NOT_NUMBERS if not isinstance(b, np.ndarray)], ids=repr)
 @pytest.mark.parametrize("op", sorted(OPERATORS))
 def test_operators_reject_non_numbers(setup, op, bad):
     tape, x, z, y = setup
     length = len(tape)
     fn = OPERATORS[op]
-    if not isinstance(bad, np.ndarray):  # an array on the right broadcasts the term into it
-        with pytest.raises(TypeError):
-            fn(x, bad)
+    with pytest.raises(TypeError):
+        fn(x, bad)
     with pytest.raises(TypeError):
         fn(bad, x)
     assert len(tape) == length
