@@ -31,5 +31,14 @@ test: build
 bench: build
 	$(PY) benchmarks/run.py
 
+# The extension rebuilt with AddressSanitizer and UBSan, the suite run against it (the interpreter is not
+# instrumented, so libasan is preloaded and leak reports are off), then the normal build restored.
+ASAN_LIBS := $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libubsan.so)
+test-asan: $(INSTALLED)
+	RUSTOGRAD_SANITIZE=1 $(PY) setup.py --quiet build_ext --inplace --force
+	LD_PRELOAD="$(ASAN_LIBS)" ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(PY) -m pytest tests -x -q -p no:cacheprovider $(ASAN_PYTEST_ARGS); \
+		status=$$?; $(PY) setup.py --quiet build_ext --inplace --force; exit $$status
+
 clean:
 	rm -rf build out rustograd_cy/*.so rustograd_cy/_tape.c *.egg-info

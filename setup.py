@@ -48,7 +48,9 @@ def extension(name, sources):
 setup(
     ext_modules=cythonize(
         [
+            extension("rustograd_cy._common", ["rustograd_cy/_common.pyx"]),
             extension("rustograd_cy._tape", ["rustograd_cy/_tape.pyx", "src/rg_tape.c", "src/rg_batch.c"]),
+            extension("rustograd_cy._nodes", ["rustograd_cy/_nodes.pyx"]),
             extension("rustograd_cy._optim", ["rustograd_cy/_optim.pyx", "src/rg_optim.c"]),
         ],
         compiler_directives=DIRECTIVES,

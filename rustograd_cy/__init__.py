@@ -7,13 +7,19 @@
 >>> abc.eval(), abc.derive(a), abc.derive(c)
 (18648.0, 42.0, 444.0)
 """
+from rustograd_cy._nodes import RcTerm, Term
+from rustograd_cy import dot, viz
 from rustograd_cy._tape import Tape, TapeTerm, get_num_threads, set_num_threads
+from rustograd_cy.builder import Terms, rustograd
 from rustograd_cy.errors import (
+    BuilderError,
+    GradGraphMissingError,
     RustogradError,
     TapeMismatchError,
     TermWasNotValueError,
     ValueNotDefinedError,
 )
+from rustograd_cy.functional import grad, hessian, hvp, jacobian, value_and_grad
 from rustograd_cy.functions import (
     abs,
     atan2,
@@ -36,8 +42,11 @@ from rustograd_cy import nn, optim  # noqa: E402  (after the names they use)
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tape", "TapeTerm", "get_num_threads", "set_num_threads", "nn", "optim",
-    "RustogradError", "TapeMismatchError", "TermWasNotValueError", "ValueNotDefinedError",
+    "Tape", "TapeTerm", "RcTerm", "Term", "dot", "viz", "nn", "optim",
+    "get_num_threads", "set_num_threads",
+    "rustograd", "Terms", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
+    "BuilderError", "GradGraphMissingError", "RustogradError", "TapeMismatchError",
+    "TermWasNotValueError", "ValueNotDefinedError",
     "abs", "atan2", "cos", "exp", "log", "maximum", "minimum", "pow", "relu", "sigmoid", "sin",
     "sqrt", "square", "tan", "tanh",
 ]

@@ -46,7 +46,7 @@ cdef object _as_batch(object value, str what):
     """`value` as a contiguous float64 array, checked to be numeric and 0-D or 1-D and non-empty."""
     try:
         arr = np.asarray(value)
-    except Exception as exc:
+    except ValueError as exc:
         raise TypeError(f"{what} takes a real number or a 1-D array of them, not {type(value).__name__}") from exc
     if arr.dtype.kind not in "iuf":
         raise TypeError(
@@ -75,6 +75,22 @@ cdef int _reserve_rows(Tape tape, int64_t rows) except -1:
     if err:
         raise MemoryError(f"no memory for {rows} nodes x {tape.b.size} samples of batch rows")
     return 0
+
+
+cdef int _ndim(object value):
+    try:
+        return np.ndim(value)
+    except ValueError:  # ragged nesting: an array-like, though a bad one (_as_batch says why)
+        return 1
+
+
+cdef int _set_value(Tape tape, rg_index index, object value) except -1:
+    """set() of a leaf: a number, or an array-like of them (a batch; a 0-D array is a number)."""
+    if _is_real(value):
+        return _set_scalar(tape, index, float(value))
+    if isinstance(value, np.ndarray) or (not isinstance(value, (str, bytes)) and _ndim(value) > 0):
+        return _set_array(tape, index, value)
+    return _set_scalar(tape, index, _real(value, "set()'s value"))  # raises the usual TypeError
 
 
 cdef int _set_array(Tape tape, rg_index index, object value) except -1:

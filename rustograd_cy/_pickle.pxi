@@ -1,5 +1,5 @@
 # Pickling: included by _tape.pyx. A tape pickles as its node buffers (as numpy arrays), names,
-# apply callables (by reference, as pickle stores functions), array leaves and, in scalar mode, its
+# apply callables and grad_graphs (by reference, as pickle stores functions), array leaves and, in scalar mode, its
 # gradients, under a format version that load checks. Terms pickle as (tape, index).
 import pickle
 
@@ -17,8 +17,8 @@ cdef object _buffer(void *data, rg_index n, object dtype):
 
 cdef dict _tape_state(Tape tape):
     cdef rg_index n = tape.c.size, i
-    for i, (f, df) in tape._funcs.items():
-        for what, func in (("function", f), ("derivative", df)):
+    for i, (f, df, grad_graph) in tape._funcs.items():
+        for what, func in (("function", f), ("derivative", df), ("grad_graph", grad_graph)):
             try:
                 pickle.dumps(func)
             except Exception as exc:
@@ -93,7 +93,7 @@ def _restore_tape(dict state):
     for i in np.flatnonzero(~np.asarray(state["valid"], dtype=bool)).tolist():
         tape.c.stamp[i] = 0
     tape._names = {int(k): str(v) for k, v in state["names"].items()}
-    tape._funcs = {int(k): (f, df) for k, (f, df) in state["funcs"].items()}
+    tape._funcs = {int(k): (f, df, grad_graph) for k, (f, df, grad_graph) in state["funcs"].items()}
     if state["grad"] is not None:
         grad = np.ascontiguousarray(state["grad"], dtype=np.float64)
         if len(grad) != n:

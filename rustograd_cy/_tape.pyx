@@ -10,18 +10,25 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t, uint8_t
 
+from rustograd_cy._common cimport callable_result, check_callables, method_result
+from rustograd_cy._common cimport is_real as _is_real, real as _real
 from rustograd_cy._ctape cimport *
 
-import numbers
-
-from rustograd_cy.errors import TapeMismatchError, TermWasNotValueError, ValueNotDefinedError
+from rustograd_cy.errors import (
+    TapeMismatchError,
+    derive_non_leaf_error,
+    set_non_leaf_error,
+    stale_value_error,
+)
 from rustograd_cy.labels import expression_label
+from rustograd_cy import dot as _dot
 
 # How many outputs keep their cone cached; a training loop usually has one or two.
 cdef enum:
     MAX_CACHED_CONES = 8
 
 #: The op table of src/rg_ops.h as (name, arity, infix) per op code, for labels and dispatch.
+#: The same partial derivatives as graph operations (for gen_graph) are in rustograd_cy/derivatives.py.
 OPS = tuple(
     (RG_OP_INFO[i].name.decode(), RG_OP_INFO[i].arity, RG_OP_INFO[i].infix.decode())
     for i in range(<int>RG_NUM_OPS)
@@ -51,19 +58,6 @@ def op_partials(str name, double a, double b=0.0):
         b = a
     rg_partials(code, a, b, rg_value(code, a, b), &da, &db)
     return da, db
-
-
-cdef inline bint _is_real(object x):
-    """Python and numpy real numbers, but not bool (True + x is almost always a mistake)."""
-    if type(x) is float or type(x) is int:
-        return True
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-cdef inline double _real(object x, str what) except? -1.0:
-    if not _is_real(x):
-        raise TypeError(f"{what} must be a real number (int or float), not {type(x).__name__}")
-    return float(x)
 
 
 include "_batch.pxi"
@@ -264,6 +258,53 @@ cdef class Tape:
     cdef str _label(self, rg_index i):
         return expression_label(i, self._describe)
 
+    # -- raw node access, for the derivative-graph builder (rustograd_cy/derivatives.py) ------------
+
+    def _check_index(self, rg_index i):
+        if i < 0 or i >= self.c.size:
+            raise IndexError(f"node {i} is not on this tape of {self.c.size} nodes")
+
+    def _nodes(self, rg_index start, rg_index stop):
+        """[(op code, lhs, rhs, value)] of nodes start..stop-1 (a unary op has lhs == rhs)."""
+        cdef rg_index i
+        start = max(start, 0)
+        stop = min(stop, self.c.size)
+        return [(self.c.op[i], self.c.lhs[i], self.c.rhs[i], self.c.value[i]) for i in range(start, stop)]
+
+    def _cone_indices(self, rg_index output):
+        """Ascending indices of the nodes `output` depends on, itself last."""
+        self._check_index(output)
+        cdef _Cone cone = self._cone(output)
+        cdef rg_index pos
+        return [cone.idx[pos] for pos in range(cone.n)]
+
+    def _term_at(self, rg_index i):
+        """The term of node i."""
+        self._check_index(i)
+        return self._wrap(i)
+
+    def _apply_info(self, rg_index i):
+        """(name, f, df, grad_graph or None) of apply node i."""
+        self._check_index(i)
+        if self.c.op[i] != RG_APPLY:
+            raise ValueError(f"node {i} is not an apply() node")
+        return (self._names[i],) + tuple(self._funcs[i])
+
+    def _push_node(self, int op, rg_index lhs, rg_index rhs):
+        """Append a computing node by op code (operands are node indices); returns its index.
+
+        Unary ops need lhs == rhs, except powc whose rhs is the exponent's constant node.
+        """
+        self._check_index(lhs)
+        self._check_index(rhs)
+        if op < 0 or op >= <int>RG_NUM_OPS or rg_is_leaf(op) or op == RG_APPLY:
+            raise ValueError(f"_push_node() makes computing nodes; op code {op} is not one")
+        if op == RG_POWC and self.c.op[rhs] != RG_CONST:
+            raise ValueError("a powc node's rhs must be a constant node (its exponent)")
+        if OPS[op][1] == 1 and op != RG_POWC and lhs != rhs:
+            raise ValueError(f"unary op {OPS[op][0]!r} needs lhs == rhs")
+        return self._push(op, lhs, rhs, 0.0)
+
     def _describe(self, rg_index i):
         """(name or None, op name, infix, operand indices) of node i, for labels and drawings."""
         cdef int op = self.c.op[i]
@@ -286,11 +327,7 @@ cdef class Tape:
             cone.valid_epoch = self.c.epoch  # e.g. evaluated as part of a bigger output
             return 0
         cdef rg_index i = cone.idx[pos]
-        why = "was never computed" if self.c.stamp[i] == 0 else "is stale since a set() or clear()"
-        raise ValueNotDefinedError(
-            f"{caller} needs the value of {self._label(i)!r} (node {i}), which {why}: "
-            f"call eval() on the output first"
-        )
+        raise stale_value_error(caller, f"{self._label(i)!r} (node {i})", self.c.stamp[i] == 0)
 
     cdef int _forward(self, rg_index output, object callback) except -1:
         # With a callback the C sweep runs one node per call (the slow path, for animations).
@@ -390,26 +427,15 @@ cdef class Tape:
             PyMem_Free(tangent)
 
     cdef double _callable_result(self, object result, rg_index i) except? -1.0:
-        if not _is_real(result):
-            raise TypeError(
-                f"the function of apply({self._names[i]!r}) (node {i}) returned "
-                f"{type(result).__name__}; it must return a real number"
-            )
-        return float(result)
+        return callable_result(result, self._names[i], i)
 
     cdef int _set(self, rg_index index, object value) except -1:
         cdef int op = self.c.op[index]
         if op != RG_LEAF:
             what = "a constant" if op == RG_CONST else "an operation node"
-            raise TermWasNotValueError(
-                f"set() changes leaves made by tape.term(); {self._label(index)!r} (node {index}) "
-                f"is {what}"
-            )
+            raise set_non_leaf_error("tape.term()", f"{self._label(index)!r} (node {index})", what)
         self._check_idle()
-        if _is_real(value):
-            _set_scalar(self, index, float(value))
-        else:
-            _set_array(self, index, value)
+        _set_value(self, index, value)
         self._next_epoch()
         return 0
 
@@ -443,9 +469,6 @@ cdef class TapeTerm:
     >>> y.eval(), y.derive(x)
     (10.0, 6.0)
     """
-
-    # numpy scalars hand mixed arithmetic to our reflected operators instead of making arrays.
-    __array_ufunc__ = None
 
     def __init__(self, *args, **kwargs):
         raise TypeError("make terms with tape.term(name, value), not TapeTerm()")
@@ -569,39 +592,59 @@ cdef class TapeTerm:
 
     def pow(self, exponent):
         """self ** exponent (a number or a term)."""
-        return _power(self, exponent)
+        return method_result(_power(self, exponent), "pow", exponent)
 
     def atan2(self, x):
         """atan2(self, x): the angle of the point (x, self), as math.atan2(y, x)."""
-        return _binary(RG_ATAN2, self, x)
+        return method_result(_binary(RG_ATAN2, self, x), "atan2", x)
 
     def maximum(self, other):
         """The larger of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return _binary(RG_MAXIMUM, self, other)
+        return method_result(_binary(RG_MAXIMUM, self, other), "maximum", other)
 
     def minimum(self, other):
         """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return _binary(RG_MINIMUM, self, other)
+        return method_result(_binary(RG_MINIMUM, self, other), "minimum", other)
 
-    def apply(self, str name, f, df):
+    def apply(self, str name, f, df, grad_graph=None):
         """A node computing f(self), with derivative df(self): any Python callables of one float.
 
         The sweeps run built-in nodes in C without the GIL and call f and df with the GIL held.
         They must not change this tape (build nodes or set leaves) while a sweep calls them.
+
+        `grad_graph(term)`, if given, builds df as graph operations on its input term (returning a
+        term, a number, or None for zero) so that `gen_graph()` can differentiate through this node,
+        to any order; without it `gen_graph()` raises `GradGraphMissingError` at this node.
 
         >>> import math
         >>> tape = Tape()
         >>> tape.term("a", 0.0).apply("sin", math.sin, math.cos).eval()
         0.0
         """
-        if not callable(f) or not callable(df):
-            raise TypeError(f"apply({name!r}, f, df) needs two callables, got {type(f).__name__} "
-                            f"and {type(df).__name__}")
+        check_callables(name, f, df)
+        if grad_graph is not None and not callable(grad_graph):
+            raise TypeError(f"apply({name!r}, ...)'s grad_graph must be callable or None, "
+                            f"not {type(grad_graph).__name__}")
         cdef Tape tape = self.tape
         cdef rg_index i = tape._push(RG_APPLY, self.index, self.index, 0.0)
         tape._names[i] = name
-        tape._funcs[i] = (f, df)
+        tape._funcs[i] = (f, df, grad_graph)
         return tape._wrap(i)
+
+    def gen_graph(self, var, optim=False):
+        """d(self)/d(var) as new nodes on this tape: returns its term, or None if self does not
+        depend on var. The result is a term like any other, so it can be derived again.
+
+        `optim=True` reuses identical nodes already on the tape and folds IEEE-exact identities
+        (x * 1, x ** 1, constant operands, ...). The rules live in rustograd_cy/derivatives.py.
+
+        >>> tape = Tape()
+        >>> x = tape.term("x", 0.0)
+        >>> x.sin().gen_graph(x).gen_graph(x).eval()  # -sin(0)
+        -0.0
+        """
+        from rustograd_cy.derivatives import gen_graph
+        return gen_graph(self, var, optim)
 
     def _constant_like(self, value):
         """A constant on the same tape (lets rg.maximum(0.0, x) and friends lift numbers)."""
@@ -632,10 +675,7 @@ cdef class TapeTerm:
         if v.tape is not self.tape:
             raise TapeMismatchError("derive() got a variable of another tape: use a leaf of this one")
         if self.tape.c.op[v.index] != RG_LEAF:
-            raise TermWasNotValueError(
-                f"derive() is with respect to a leaf made by tape.term(); {v.name!r} "
-                f"(node {v.index}) is not one"
-            )
+            raise derive_non_leaf_error("tape.term()", f"{v.name!r} (node {v.index})")
         if self.tape.b.size:
             return _tangent_batch(self.tape, self.index, v.index)
         return self.tape._tangent(self.index, v.index)
@@ -658,6 +698,32 @@ cdef class TapeTerm:
         differentiates their sum. Setting the last array leaf back to a number ends batch mode.
         """
         self.tape._set(self.index, value)
+
+    def clear(self):
+        """Drop the computed values of this term's tape (`tape.clear()`), as on the other kinds."""
+        self.tape.clear()
+
+    def clear_grad(self):
+        """Drop the gradients of this term's tape (`tape.clear_grad()`), as on the other kinds."""
+        self.tape.clear_grad()
+
+    # -- drawing (rustograd_cy/dot.py, shared by every term kind) ---------------------------------
+
+    def dot(self, file=None, **options):
+        """Graphviz DOT of the graph this term depends on, written to `file` or returned.
+
+        Options: show_values, vertical, highlight, connect_to, outputs, precision, label_depth;
+        see `rustograd_cy.dot.dot`.
+        """
+        return _dot.dot(self, file, **options)
+
+    def to_graphviz(self, **options):
+        """The graph as a `graphviz.Source` (the graphviz package); options as `dot()`."""
+        return _dot.to_graphviz(self, **options)
+
+    def _repr_svg_(self):
+        """Jupyter shows a term as its graph when Graphviz is installed."""
+        return _dot.repr_svg(self)
 
     def _key(self):
         """This node's identity in `_graph()` records."""

@@ -260,6 +260,7 @@ def test_batch_size_changes_only_with_one_array_leaf():
     (np.array([True, False]), TypeError, "bool"),
     ([object()], TypeError, "object"),
     ("abc", TypeError, "real number"),
+    ([[1.0], [1.0, 2.0]], TypeError, "real number"),
     (None, TypeError, "real number"),
     (True, TypeError, "real number"),
 ])

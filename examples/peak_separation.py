@@ -1,0 +1,123 @@
+"""Peak separation: fit the sum of two Gaussians to a mixed signal, as the seed's peak_separation.
+
+Truth: 0.75 exp(-(x - 0.8)^2 / 0.35) + 0.5 exp(-(x + 0.3)^2 / 0.5) at x_i = i / 10, i in -40..39.
+The model shares x between the two Gaussians (one node with two consumers) and squares (x - mu_k)
+by multiplying it with itself (two edges into the product): both show in the graph.
+Same descent as curve_fit.py: 500 epochs at rate 0.01 from mu0 = -1, mu1 = 1, sigma = scale = 1.
+"""
+import math
+
+import _common
+import rustograd_cy as rg
+
+RATE = 0.01
+EPOCHS = 500
+QUICK_EPOCHS = 10
+INIT = (-1.0, 1.0, 1.0, 1.0, 1.0, 1.0)  # mu0, sigma0, scale0, mu1, sigma1, scale1
+
+
+def truth(x):
+    return 0.75 * math.exp(-((x - 0.8) ** 2) / 0.35) + 0.5 * math.exp(-((x + 0.3) ** 2) / 0.5)
+
+
+SAMPLES = [i / 10 for i in range(-40, 40)]
+TRUTH = [truth(x) for x in SAMPLES]
+
+
+class Model:
+    def __init__(self):
+        tape = rg.Tape()
+        self.x = tape.term("x", 0.0)
+
+        def gaussian(i):
+            mu = tape.term(f"mu{i}", 0.0)
+            sigma = tape.term(f"sigma{i}", 1.0)
+            scale = tape.term(f"scale{i}", 1.0)
+            x_mu = self.x - mu
+            g = scale * (-(x_mu * x_mu) / sigma / sigma).apply("exp", math.exp, math.exp)
+            return (mu, sigma, scale), g
+
+        params0, self.g0 = gaussian(0)
+        params1, self.g1 = gaussian(1)
+        self.params = params0 + params1
+        self.y = self.g0 + self.g1
+        self.sample_y = tape.term("y", 0.0)
+        diff = self.y - self.sample_y
+        self.loss = diff * diff
+
+    def set_params(self, values):
+        for term, value in zip(self.params, values):
+            term.set(value)
+
+    def epoch(self, values):
+        self.set_params(values)
+        values = list(values)
+        for x, y in zip(SAMPLES, TRUTH):
+            self.x.set(x)
+            self.sample_y.set(y)
+            self.loss.eval()
+            self.loss.backprop()
+            for k, term in enumerate(self.params):
+                values[k] -= RATE * term.grad
+        return tuple(values)
+
+    def curves(self, values, xs):
+        """(g0, g1, y) at each x for the parameters `values`."""
+        self.set_params(values)
+        rows = []
+        for x in xs:
+            self.x.set(x)
+            self.y.eval()
+            rows.append((self.g0.data, self.g1.data, self.y.data))
+        return rows
+
+
+def main(argv=None):
+    args = _common.options(__doc__.splitlines()[0], argv)
+    epochs = QUICK_EPOCHS if args.quick else EPOCHS
+    model = Model()
+    history = [(0, INIT)]
+    values = INIT
+    for i in _common.progress(range(1, epochs + 1), "peak separation epochs"):
+        values = model.epoch(values)
+        if history[-1][0] * 1.1 < i or i <= 10 or i == epochs:
+            history.append((i, values))
+    names = ("mu0", "sigma0", "scale0", "mu1", "sigma1", "scale1")
+    print("final: " + ", ".join(f"{n} = {v:.6f}" for n, v in zip(names, values)))
+
+    plt = _common.pyplot()
+    xs = [i / 50 for i in range(-200, 200)]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    images = []
+    for t, vals in _common.progress(history, "peak_separation.gif frames"):
+        g0, g1, y = zip(*model.curves(vals, xs))
+        ax.clear()
+        ax.plot(SAMPLES, TRUTH, "o", ms=3, color="tab:blue", label="samples")
+        ax.plot(xs, g0, "--", color="tab:orange", label="g0")
+        ax.plot(xs, g1, "--", color="tab:green", label="g1")
+        ax.plot(xs, y, color="tab:red", label="g0 + g1")
+        ax.set_ylim(-0.05, 1.6)
+        ax.set_title(f"epoch {t}: mu0={vals[0]:.2f} sigma0={vals[1]:.2f} "
+                     f"mu1={vals[3]:.2f} sigma1={vals[4]:.2f}", fontsize=10)
+        ax.legend(loc="upper left")
+        images.append(_common.figure_image(fig))
+    plt.close(fig)
+    _common.frames_to_gif(images, args.out / "peak_separation.gif")
+
+    model.set_params(INIT)
+    model.x.set(0.0)
+    model.y.eval()
+    model.y.backprop()
+    _common.save_graph(model.y, args.out, "peak_separation_graph", show_values=False)
+    png = args.out / "peak_separation_graph.png"
+    if png.exists():  # the first three columns: x feeding both Gaussians, two edges into each square
+        from PIL import Image
+
+        with Image.open(png) as image:
+            zoomed = image.crop((0, 0, round(image.width * 0.29), image.height))
+        zoomed.save(args.out / "peak_separation_graph_zoomed.png")
+        _common.wrote(args.out / "peak_separation_graph_zoomed.png")
+
+
+if __name__ == "__main__":
+    main()

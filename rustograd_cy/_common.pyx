@@ -1,0 +1,47 @@
+"""Helpers shared by every term kind: number coercion and the checks on apply()'s callables.
+
+Declared in _common.pxd and cimported by _tape.pyx and _nodes.pyx, so each rule and each message
+exists once.
+"""
+import numbers
+
+
+cdef bint is_real_number(object x) except -1:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+cdef double real(object x, str what) except? -1.0:
+    """x as a double, or TypeError naming `what` (e.g. "set()'s value")."""
+    if not is_real(x):
+        raise TypeError(f"{what} must be a real number (int or float), not {type(x).__name__}")
+    return float(x)
+
+
+cdef double callable_result(object result, str name, object node) except? -1.0:
+    """The float returned by the function or derivative of apply(name); `node` (a tape index or
+    None) is named in the error."""
+    if type(result) is float:
+        return <double>result
+    if not is_real(result):
+        where = "" if node is None else f" (node {node})"
+        raise TypeError(
+            f"the function of apply({name!r}){where} returned {type(result).__name__}; "
+            f"it must return a real number"
+        )
+    return float(result)
+
+
+cdef object method_result(object result, str method, object other):
+    """The result of term.method(other); operators may return NotImplemented, methods raise."""
+    if result is NotImplemented:
+        raise TypeError(
+            f"{method}() takes a term of the same kind or a real number, not {type(other).__name__}"
+        )
+    return result
+
+
+cdef int check_callables(str name, object f, object df) except -1:
+    if not callable(f) or not callable(df):
+        raise TypeError(f"apply({name!r}, f, df) needs two callables, got {type(f).__name__} "
+                        f"and {type(df).__name__}")
+    return 0

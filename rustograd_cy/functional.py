@@ -1,0 +1,293 @@
+"""Function transformations in the style of JAX, on the tape: grad, value_and_grad, jacobian,
+hessian, hvp.
+
+    >>> import rustograd_cy as rg
+    >>> rg.grad(lambda x, y: x * rg.sin(y))(2.0, 0.0)
+    0.0
+    >>> rg.hessian(lambda v: v[0] ** 2 * v[1])([1.0, 3.0]).tolist()
+    [[6.0, 2.0], [2.0, 0.0]]
+
+How f sees its inputs: every positional argument is a float (f gets a TapeTerm) or a 1-D float
+array or list (f gets a numpy object array of TapeTerms, so indexing, slicing, `+ - * /` with
+arrays, `np.sum`, `@`, and the numpy functions sin, cos, exp, log, sqrt, tanh, square work
+elementwise; the rg functions work on each element). Every argument becomes leaves on the tape,
+differentiated or not. f returns a term or a number (grad, value_and_grad, hessian, hvp), or a
+sequence / 1-D array of them (jacobian). Results are floats for float arguments and numpy arrays
+for array arguments (shape: output shape + input shape for jacobian, (n, n) for hessian).
+
+Replay: the first call records f on a tape; a later call whose arguments have the same shapes sets
+the leaves to the new values and replays the recorded tape (no Python of f runs). That is valid when
+f builds the same graph whatever the values — which holds whenever f only does arithmetic on its
+inputs, since terms have no truth value (`if x > 0` on a term raises). It is NOT valid when f
+inspects values while recording (`x.eval()`, `x.data`, a Python `if` on them): the tape holds only
+the branch taken on the first call. Pass `retrace=True` to record f afresh on every call.
+"""
+import numbers
+
+import numpy as np
+
+from rustograd_cy._tape import Tape, TapeTerm
+
+
+def _is_real(x):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+class _Trace:
+    """One recording of f: its tape, the leaves per argument, the outputs, and cached extras."""
+
+    def __init__(self, f, args, vector_output):
+        self.tape = tape = Tape()
+        self.leaves = []
+        traced_args = []
+        for k, (arg, shape) in enumerate(args):
+            if shape is None:
+                leaf = tape.term(f"x{k}", arg)
+                self.leaves.append([leaf])
+                traced_args.append(leaf)
+            else:
+                leaves = [tape.term(f"x{k}[{j}]", float(v)) for j, v in enumerate(arg)]
+                self.leaves.append(leaves)
+                arr = np.empty(len(leaves), dtype=object)
+                arr[:] = leaves
+                traced_args.append(arr)
+        out = f(*traced_args)
+        self.out_shape, self.outputs = _outputs(tape, out, vector_output)
+        self.extra = {}
+
+    def set(self, args):
+        for leaves, (arg, shape) in zip(self.leaves, args):
+            values = [arg] if shape is None else arg
+            for leaf, v in zip(leaves, values):
+                leaf.set(float(v))
+
+    def eval(self):
+        return [o.eval() for o in self.outputs]
+
+
+def _outputs(tape, out, vector_output):
+    """(output shape, list of terms) of what f returned."""
+    if vector_output and not isinstance(out, TapeTerm) and not _is_real(out):
+        items = list(np.asarray(out, dtype=object).ravel()) if not isinstance(out, (list, tuple)) else list(out)
+        if isinstance(out, np.ndarray) and out.ndim != 1:
+            raise ValueError(f"jacobian() needs f to return a scalar or a 1-D sequence, got shape {out.shape}")
+        return (len(items),), [_as_term(tape, o) for o in items]
+    if isinstance(out, np.ndarray) and out.shape == ():
+        out = out[()]
+    if isinstance(out, (list, tuple, np.ndarray)):
+        raise ValueError("this transform needs f to return a scalar; use jacobian() for vector outputs")
+    return (), [_as_term(tape, out)]
+
+
+def _as_term(tape, x):
+    if isinstance(x, TapeTerm):
+        return x
+    if _is_real(x):
+        return tape.constant(float(x))
+    raise TypeError(
+        f"f must return terms built from its arguments (or numbers), not {type(x).__name__}; "
+        f"use the rg functions (rg.sin(x)) rather than math's"
+    )
+
+
+class _Transform:
+    """Checks arguments, records or replays f, and leaves the derivative to a subclass."""
+
+    vector_output = False
+
+    def __init__(self, f, argnums=0, retrace=False):
+        if not callable(f):
+            raise TypeError(f"expected a function, got {type(f).__name__}")
+        self.f = f
+        self.argnums = argnums
+        self.retrace = retrace
+        self._traces = {}
+        self.__wrapped__ = f
+        self.__name__ = getattr(f, "__name__", type(self).__name__)
+        self.__doc__ = getattr(f, "__doc__", None)
+
+    def _args(self, args):
+        checked = []
+        for k, arg in enumerate(args):
+            if _is_real(arg):
+                checked.append((float(arg), None))
+                continue
+            arr = np.asarray(arg)
+            if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+                raise TypeError(
+                    f"argument {k} must be a float or a 1-D array of floats, got "
+                    f"{type(arg).__name__} of shape {getattr(arr, 'shape', None)} and dtype {arr.dtype}"
+                )
+            checked.append((arr.astype(np.float64), len(arr)))
+        return checked
+
+    def _argnums(self, nargs):
+        nums = (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
+        for n in nums:
+            if not isinstance(n, int) or not -nargs <= n < nargs:
+                raise ValueError(f"argnums={self.argnums!r} does not fit a call with {nargs} arguments")
+        return [n % nargs for n in nums]
+
+    def _trace(self, args):
+        key = tuple(shape for _, shape in args)
+        trace = None if self.retrace else self._traces.get(key)
+        if trace is None:
+            trace = _Trace(self.f, [(a, s) for a, s in args], self.vector_output)
+            if not self.retrace:
+                self._traces[key] = trace
+        else:
+            trace.set(args)
+        return trace
+
+    def clear_cache(self):
+        """Forget the recorded tapes: the next call records f again."""
+        self._traces.clear()
+
+    def __call__(self, *args):
+        args = self._args(args)
+        nums = self._argnums(len(args))
+        trace = self._trace(args)
+        values = trace.eval()
+        result = self._derivative(trace, args, nums, values)
+        return result
+
+    @staticmethod
+    def _shape_like(values, shape):
+        return float(values[0]) if shape is None else np.array(values, dtype=np.float64)
+
+    def _grads(self, trace, output, args, nums):
+        """d output/d argument for each argument in nums, from one backprop()."""
+        output.backprop()
+        grads = tuple(self._shape_like([leaf.grad for leaf in trace.leaves[n]], args[n][1]) for n in nums)
+        return grads[0] if isinstance(self.argnums, int) else grads
+
+
+class _Grad(_Transform):
+    def _derivative(self, trace, args, nums, values):
+        _scalar_output(trace, "grad")
+        return self._grads(trace, trace.outputs[0], args, nums)
+
+
+class _ValueAndGrad(_Transform):
+    def _derivative(self, trace, args, nums, values):
+        _scalar_output(trace, "value_and_grad")
+        return values[0], self._grads(trace, trace.outputs[0], args, nums)
+
+
+class _Jacobian(_Transform):
+    vector_output = True
+
+    def _derivative(self, trace, args, nums, values):
+        jacs = []
+        for n in nums:
+            rows = []
+            for out in trace.outputs:
+                out.backprop()
+                rows.append([leaf.grad for leaf in trace.leaves[n]])
+            jac = np.array(rows, dtype=np.float64).reshape(trace.out_shape + _in_shape(args[n]))
+            jacs.append(float(jac) if jac.shape == () else jac)
+        return jacs[0] if isinstance(self.argnums, int) else tuple(jacs)
+
+
+class _Hessian(_Transform):
+    def _gradient_graph(self, trace, n):
+        """The terms of d f/d x_i (None where f does not depend on x_i), made once per trace."""
+        grads = trace.extra.get(("grad", n))
+        if grads is None:
+            grads = [trace.outputs[0].gen_graph(leaf, optim=True) for leaf in trace.leaves[n]]
+            trace.extra[("grad", n)] = grads
+        return grads
+
+    def _derivative(self, trace, args, nums, values):
+        _scalar_output(trace, "hessian")
+        n = _single(self.argnums, nums, "hessian")
+        leaves = trace.leaves[n]
+        hess = np.zeros((len(leaves), len(leaves)))
+        for i, g in enumerate(self._gradient_graph(trace, n)):
+            if g is None:
+                continue
+            g.eval()
+            g.backprop()
+            hess[i] = [leaf.grad for leaf in leaves]
+        return float(hess[0, 0]) if args[n][1] is None else hess
+
+
+class _Hvp(_Hessian):
+    def __call__(self, *args):
+        if len(args) < 2:
+            raise TypeError("hvp(f)(*args, v) takes f's arguments followed by the vector v")
+        *args, v = args
+        args = self._args(args)
+        n = _single(self.argnums, self._argnums(len(args)), "hvp")
+        v = self._args([v])[0]
+        if v[1] != args[n][1]:
+            raise ValueError(f"v must have the shape of argument {n}: "
+                             f"{'a float' if args[n][1] is None else args[n][1]} elements")
+        trace = self._trace(args)
+        trace.eval()
+        _scalar_output(trace, "hvp")
+        # s = sum_i v_i * df/dx_i with v as leaves; ds/dx = H v (H is symmetric), in one backprop().
+        key = ("hvp", n)
+        if key not in trace.extra:
+            tape = trace.tape
+            vs = [tape.term(f"v[{i}]", 0.0) for i in range(len(trace.leaves[n]))]
+            s = tape.zero()
+            for vi, g in zip(vs, self._gradient_graph(trace, n)):
+                if g is not None:
+                    s = s + vi * g
+            trace.extra[key] = (vs, s)
+        vs, s = trace.extra[key]
+        for leaf, value in zip(vs, [v[0]] if v[1] is None else v[0]):
+            leaf.set(float(value))
+        s.eval()
+        s.backprop()
+        return self._shape_like([leaf.grad for leaf in trace.leaves[n]], args[n][1])
+
+
+def _in_shape(arg):
+    return () if arg[1] is None else (arg[1],)
+
+
+def _scalar_output(trace, name):
+    if trace.out_shape != ():
+        raise ValueError(f"{name}() needs f to return a scalar; use jacobian() for vector outputs")
+
+
+def _single(argnums, nums, name):
+    if not isinstance(argnums, int):
+        raise ValueError(f"{name}() differentiates with respect to one argument: argnums must be an int")
+    return nums[0]
+
+
+def grad(f, argnums=0, retrace=False):
+    """The gradient of scalar f with respect to argument `argnums` (an int, or a tuple: a tuple of
+    gradients). A float argument gives a float, an array argument an array of its shape.
+
+    >>> grad(lambda x: x * x)(3.0)
+    6.0
+    """
+    return _Grad(f, argnums, retrace)
+
+
+def value_and_grad(f, argnums=0, retrace=False):
+    """(f(x), grad(f)(x)) from one recording and one backward sweep."""
+    return _ValueAndGrad(f, argnums, retrace)
+
+
+def jacobian(f, argnums=0, retrace=False):
+    """The Jacobian of f (scalar or 1-D output): shape output shape + argument shape, by one
+    backprop() per output."""
+    return _Jacobian(f, argnums, retrace)
+
+
+def hessian(f, argnums=0, retrace=False):
+    """The Hessian of scalar f with respect to argument `argnums` (an int): an (n, n) array for an
+    array argument, a float for a float one. The gradient is built once as graph nodes (gen_graph)
+    and each row is one backprop() of it."""
+    return _Hessian(f, argnums, retrace)
+
+
+def hvp(f, argnums=0, retrace=False):
+    """Hessian-vector product: hvp(f)(*args, v) = hessian(f)(*args) @ v, with one backward sweep
+    (the Hessian is never formed)."""
+    return _Hvp(f, argnums, retrace)
