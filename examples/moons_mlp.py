@@ -5,13 +5,11 @@ mean + 1e-4 * sum of squared parameters, full-batch SGD with lr = 1.0 - 0.9 * k 
 The graph is one sample's; the tape replays it over all 100 at once (the data leaves hold arrays),
 and backprop() differentiates the sum over the batch, so each sample's loss carries 1/100 of it.
 
-Writes out/moons_mlp.png. RUSTOGRAD_QUICK=1 draws a coarser boundary.
+Writes out/moons_mlp.png (or --out DIR). --quick (or RUSTOGRAD_QUICK=1) draws a coarser boundary.
 """
-import os
-import pathlib
-
 import numpy as np
 
+import _common
 import rustograd_cy as rg
 
 N = 100
@@ -78,11 +76,7 @@ def accuracy(model, points, labels):
 
 
 def plot(model, points, labels, path, resolution):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _common.pyplot()
     gx, gy = np.meshgrid(np.linspace(-1.5, 2.5, resolution), np.linspace(-1.0, 1.5, resolution))
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
     scores = model.predict(grid).reshape(gx.shape)  # one batched sweep over the whole grid
@@ -93,27 +87,22 @@ def plot(model, points, labels, path, resolution):
     ax.scatter(*points[labels > 0].T, c="#1f77b4", s=18, label="moon B (+1)")
     ax.set_title(f"2-16-16-1 tanh MLP, {STEPS} SGD steps: accuracy "
                  f"{accuracy(model, points, labels):.0%}")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _common.save_figure(fig, path)
 
 
-def main():
+def main(argv=None):
     from tqdm import tqdm
 
-    quick = os.environ.get("RUSTOGRAD_QUICK") == "1"
+    args = _common.options(__doc__.splitlines()[0], argv)
     points, labels = make_moons()
     model = Model()
     with tqdm(total=STEPS, desc="training", unit="step") as progress:
         losses = train(model, points, labels, progress=progress)
     acc = accuracy(model, points, labels)
     print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f}, training accuracy {acc:.0%}")
-    out = pathlib.Path("out")
-    out.mkdir(exist_ok=True)
-    path = out / "moons_mlp.png"
-    plot(model, points, labels, path, resolution=60 if quick else 250)
-    print(f"wrote {path}")
+    plot(model, points, labels, args.out / "moons_mlp.png", resolution=60 if args.quick else 250)
 
 
 if __name__ == "__main__":

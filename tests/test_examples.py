@@ -24,6 +24,7 @@ WRITES = {
                          "peak_separation_graph_zoomed.png"]),
     "backprop_animation": (["backprop_frames/dot0.dot", "backprop_frames/dot11.dot"], ["backprop.gif"]),
     "classifier": (["classifier.png"], []),
+    "moons_mlp": (["moons_mlp.png"], []),
 }
 
 
