@@ -13,7 +13,7 @@ cdef int _num_threads = 1
 def set_num_threads(int n):
     """Split long batches of apply-free tapes across `n` threads (default 1); results do not depend on n.
 
-    >>> set_num_threads(2)
+    A sweep uses a thread per ~10^5 node-samples at most, so short batches stay in one thread.
     """
     global _num_threads
     if n < 1:
