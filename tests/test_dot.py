@@ -141,6 +141,27 @@ def test_option_errors_say_what_to_do(leaf):
         (a * b).dot(outputs=[a])
 
 
+@pytest.mark.parametrize("other", ["tape", "rc", "term"])
+def test_terms_of_another_graph_are_refused(leaf, kind, other):
+    # Keys are only unique within one graph: tape indices restart on each tape, and RcTerm/Term
+    # serials are plain counters, so a foreign term's key can name an unrelated node here.
+    a, b = leaf("a", 1.0), leaf("b", 2.0)
+    y = a * b
+    foreign = {"tape": rg.Tape().term, "rc": rg.RcTerm, "term": rg.Term}[other]("z", 1.0)
+    why = "another tape" if kind == other == "tape" else "of kind"
+    for options in ({"highlight": foreign}, {"highlight": a, "connect_to": [b, foreign]},
+                    {"outputs": {"z": foreign}}):
+        if kind == other != "tape":
+            with pytest.raises(ValueError, match="not a node of this graph: pass a term"):
+                y.dot(**options)
+        else:
+            with pytest.raises(ValueError, match=f"not a node of this graph \\(.*{why}"):
+                y.dot(**options)
+    # iterables of terms are read once
+    text = y.dot(highlight=iter([a]), connect_to=(t for t in [b]), outputs=iter([("y", y)]))
+    assert text.count("color=red") == 1 and text.count("dashed") == 1 and "output0" in text
+
+
 def test_writes_to_a_file_and_escapes_names(leaf):
     q = leaf('say "hi" \\ there', 1.0)
     buffer = io.StringIO()
