@@ -1,7 +1,13 @@
-"""Fixtures shared by the tests that hold for every term kind."""
+"""Shared helpers: the tests import `oracle` (tests/oracle.py) as a plain module, and tests of
+behaviour common to every term kind take the `leaf` fixture."""
+import os
+import sys
+
 import pytest
 
 import rustograd_cy as rg
+
+sys.path.insert(0, os.path.dirname(__file__))
 
 #: The three term kinds, by the names the parametrised test ids show.
 KINDS = ("tape", "rc", "term")
