@@ -21,11 +21,24 @@ import bigdag  # noqa: E402
 import workloads  # noqa: E402
 from timing import median_time, retained_bytes  # noqa: E402
 
-FULL = dict(build=(10**4, 10**5, 10**6), replay=(10**5, 10**6), one_shot=(10**4, 10**5),
+FULL = dict(build=(10**4, 10**5, 10**6), replay=(10**4, 10**5, 10**6), one_shot=(10**4, 10**5),
             memory=10**5, epochs=100, budget=1.0)
 QUICK = dict(build=(10**3, 3000), replay=(10**3, 3000), one_shot=(10**3,), memory=3000, epochs=2,
              budget=0.02)
 REL = 1e-12
+
+
+def machine():
+    """One line on where the numbers come from (they are only comparable within one run)."""
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"machine: {os.cpu_count()} cores, {cpu}, Python {sys.version.split()[0]}, "
+            f"load average at the end {load}")
 
 
 def sci(n):
@@ -288,6 +301,7 @@ def main(argv=None):
     runner.curve_fit()
     print(f"rustograd-cy benchmarks: medians, ns per bigdag node unless said, ratio = kind / TapeTerm"
           f"{'  (--quick sizes)' if args.quick else ''}")
+    print(machine())
     print(runner.table.render())
     print()
     for k in kinds:
