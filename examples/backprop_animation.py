@@ -5,7 +5,8 @@ backward (gradients appear, yellow; a dashed green edge shows where the highligh
 gradient). Also writes one .dot file per frame, which is all there is without Graphviz. The full run
 animates the curve-fit loss too.
 
-TODO(RcTerm): the seed's rc_animation uses RcTerm; build `abc` with rg.RcTerm once it is merged.
+The (a + b) * c model is built with RcTerm, as the seed's animation is; the curve-fit loss with the
+tape, as the seed's curve fit is.
 """
 import math
 
@@ -14,8 +15,7 @@ import rustograd_cy as rg
 
 
 def abc_model():
-    tape = rg.Tape()
-    a, b, c = tape.term("a", 123.0), tape.term("b", 321.0), tape.term("c", 42.0)
+    a, b, c = rg.RcTerm("a", 123.0), rg.RcTerm("b", 321.0), rg.RcTerm("c", 42.0)
     return (a + b) * c
 
 

@@ -1,7 +1,7 @@
 """sin(a) + 0.2 * sin(5 a): its value and derivative over [-2 pi, 2 pi], and its graph at a = 0.
 
-TODO(Term): the seed writes this with the reference-style Term, rebuilding the model per point; the
-tape builds it once and replays it. Switch `build_model` to rg.Term once it is merged.
+Written with the reference-style Term as the seed writes it: the model is built for each point (a
+Term computes its value as it is built), then derived with respect to a.
 """
 import math
 
@@ -11,23 +11,22 @@ import rustograd_cy as rg
 
 def build_model(a_val):
     """(all, a) for all = sin(a) + c * sin(a * 5), with the seed's names."""
-    tape = rg.Tape()
-    a = tape.term("a", a_val)
+    a = rg.Term("a", a_val)
     sin_a = a.apply("sin", math.sin, math.cos)
-    five = tape.constant(5.0)
-    b = a * five
-    c = tape.term("c", 0.2)
+    ten = rg.Term("5", 5.0)  # the seed's name for it
+    b = a * ten
+    c = rg.Term("c", 0.2)
     sin_b = b.apply("sin", math.sin, math.cos)
     c_sin_b = c * sin_b
     return sin_a + c_sin_b, a
 
 
 def sample():
-    all_, a = build_model(0.0)
+    """[(x, value, derivative)] for x = i / 20 * pi, i in -40..40."""
     rows = []
     for i in range(-40, 41):
         x = i / 20 * math.pi
-        a.set(x)
+        all_, a = build_model(x)
         rows.append((x, all_.eval(), all_.derive(a)))
     return rows
 

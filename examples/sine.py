@@ -1,7 +1,6 @@
 """sin(a) built with apply(), evaluated at 21 points: the plot of its value and its derivative.
 
-TODO(Term): the seed writes this with the reference-style Term (`rg.Term("a", 0.0)`); the tape is
-used until rg.Term is merged.
+Written with the reference-style Term, as the seed writes it: set() the leaf, eval(), derive().
 """
 import math
 
@@ -11,8 +10,7 @@ import rustograd_cy as rg
 
 def sample():
     """[(x, sin(x), d sin(x)/dx)] for x = i / 10 * pi, i in -10..10, as the seed's loop."""
-    tape = rg.Tape()
-    a = tape.term("a", 0.0)
+    a = rg.Term("a", 0.0)
     sin_a = a.apply("sin", math.sin, math.cos)
     rows = []
     for i in range(-10, 11):

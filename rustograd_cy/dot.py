@@ -32,17 +32,22 @@ def _key_of(term_or_key):
     return key() if callable(key) else term_or_key
 
 
-def _keys(option):
-    """A term, a key, or an iterable of them -> list of keys."""
+def _items(option):
+    """A term, a key, or an iterable of them -> list of them."""
     if option is None:
         return []
     if hasattr(option, "_key") or isinstance(option, (int, str)):
-        return [_key_of(option)]
-    return [_key_of(item) for item in option]
+        return [option]
+    return list(option)
+
+
+def _keys(option):
+    """A term, a key, or an iterable of them -> list of keys."""
+    return [_key_of(item) for item in _items(option)]
 
 
 def _output_pairs(outputs):
-    """outputs as [(name, key)]: a mapping {name: term} or an iterable of (name, term) pairs."""
+    """outputs as [(name, term or key)]: a mapping {name: term} or an iterable of (name, term) pairs."""
     if outputs is None:
         return []
     items = outputs.items() if hasattr(outputs, "items") else outputs
@@ -55,8 +60,21 @@ def _output_pairs(outputs):
                 "outputs must be a dict {name: term} or a list of (name, term) pairs, "
                 f"got an item {item!r}"
             ) from None
-        pairs.append((str(name), _key_of(term)))
+        pairs.append((str(name), term))
     return pairs
+
+
+def _refuse_other_graphs(term, items, what):
+    """Raise if one of `items` is a term of another kind or another tape than `term`: keys are only
+    unique within one graph, so its key could name an unrelated node of this one."""
+    for item in items:
+        if hasattr(item, "_key") and (type(item) is not type(term)
+                                      or getattr(item, "tape", None) is not getattr(term, "tape", None)):
+            why = ("it belongs to another tape" if type(item) is type(term)
+                   else f"it is of kind {type(item).__name__}, the graph of kind {type(term).__name__}")
+            raise ValueError(
+                f"{what} is not a node of this graph ({why}): pass a term the drawn term depends on"
+            )
 
 
 def write_records(records, file=None, *, show_values=True, vertical=False, highlight=None,
@@ -81,7 +99,7 @@ def write_records(records, file=None, *, show_values=True, vertical=False, highl
     targets = [require(k, "connect_to") for k in _keys(connect_to)]
     if targets and not highlighted:
         raise ValueError("connect_to draws an edge from the highlighted node: give highlight too")
-    out_pairs = [(name, require(k, f"output {name!r}")) for name, k in _output_pairs(outputs)]
+    out_pairs = [(name, require(_key_of(t), f"output {name!r}")) for name, t in _output_pairs(outputs)]
 
     def fmt(v):
         return "None" if v is None else f"{v:.{precision}f}"
@@ -139,6 +157,11 @@ def dot(term, file=None, *, show_values=True, vertical=False, highlight=None, co
     >>> "two edges" if (x * x).dot().count("n0 -> n1") == 2 else "?"
     'two edges'
     """
+    highlight, connect_to, outputs = _items(highlight), _items(connect_to), _output_pairs(outputs)
+    _refuse_other_graphs(term, highlight, "highlight")
+    _refuse_other_graphs(term, connect_to, "connect_to")
+    for name, output in outputs:
+        _refuse_other_graphs(term, [output], f"output {name!r}")
     return write_records(term._graph(), file, show_values=show_values, vertical=vertical,
                          highlight=highlight, connect_to=connect_to, outputs=outputs,
                          precision=precision, label_depth=label_depth)

@@ -1,5 +1,27 @@
-"""Shared helpers: the tests import `oracle` (tests/oracle.py) as a plain module."""
+"""Shared helpers: the tests import `oracle` (tests/oracle.py) as a plain module, and tests of
+behaviour common to every term kind take the `leaf` fixture."""
 import os
 import sys
 
+import pytest
+
+import rustograd_cy as rg
+
 sys.path.insert(0, os.path.dirname(__file__))
+
+#: The three term kinds, by the names the parametrised test ids show.
+KINDS = ("tape", "rc", "term")
+
+
+@pytest.fixture(params=KINDS)
+def kind(request):
+    """Each term kind in turn: "tape" (TapeTerm), "rc" (RcTerm), "term" (Term)."""
+    return request.param
+
+
+@pytest.fixture
+def leaf(kind):
+    """A leaf maker `leaf(name, value)` of the kind under test; TapeTerm leaves share one fresh tape."""
+    if kind == "tape":
+        return rg.Tape().term
+    return {"rc": rg.RcTerm, "term": rg.Term}[kind]

@@ -1,4 +1,7 @@
-"""The DOT writer: one node per distinct term, one edge per operand use, labels, values, options."""
+"""The DOT writer: one node per distinct term, one edge per operand use, labels, values, options.
+
+Tests taking the `leaf` fixture (tests/conftest.py) run once per term kind: the writer is shared.
+"""
 import io
 import math
 import shutil
@@ -34,36 +37,34 @@ def parse(text):
     return labels, edges
 
 
-def peak_separation_model():
-    tape = rg.Tape()
-    x = tape.term("x", 0.0)
+def peak_separation_model(leaf):
+    x = leaf("x", 0.0)
 
     def gaussian(i):
-        mu, sigma, scale = tape.term(f"mu{i}", 0.0), tape.term(f"sigma{i}", 1.0), tape.term(f"scale{i}", 1.0)
+        mu, sigma, scale = leaf(f"mu{i}", 0.0), leaf(f"sigma{i}", 1.0), leaf(f"scale{i}", 1.0)
         x_mu = x - mu
         return scale * (-(x_mu * x_mu) / sigma / sigma).apply("exp", math.exp, math.exp)
 
     return gaussian(0) + gaussian(1)
 
 
-def test_abc_graph_labels_and_edges():
-    tape = rg.Tape()
-    a, b, c = tape.term("a", 123.0), tape.term("b", 321.0), tape.term("c", 42.0)
+def test_abc_graph_labels_and_edges(leaf):
+    a, b, c = leaf("a", 123.0), leaf("b", 321.0), leaf("c", 42.0)
     labels, edges = parse(((a + b) * c).dot())
     assert sorted(labels.values()) == sorted(["a", "b", "c", "a + b", "(a + b) * c"])
     assert edges == Counter({("a", "a + b"): 1, ("b", "a + b"): 1, ("a + b", "(a + b) * c"): 1,
                              ("c", "(a + b) * c"): 1})
 
 
-def test_square_by_product_has_two_edges():
-    x = rg.Tape().term("x", 3.0)
+def test_square_by_product_has_two_edges(leaf):
+    x = leaf("x", 3.0)
     labels, edges = parse((x * x).dot())
     assert len(labels) == 2
     assert edges == Counter({("x", "x * x"): 2})
 
 
-def test_peak_separation_graph_edge_by_edge():
-    y = peak_separation_model()
+def test_peak_separation_graph_edge_by_edge(leaf):
+    y = peak_separation_model(leaf)
     labels, edges = parse(y.dot(show_values=False, label_depth=100))
     expected = Counter()
     g = []
@@ -87,18 +88,18 @@ def test_peak_separation_graph_edge_by_edge():
     assert sum(n for (src, _), n in edges.items() if src == "x") == 2
 
 
-def test_labels_are_cut_below_the_depth_limit():
-    y = peak_separation_model()
+def test_labels_are_cut_below_the_depth_limit(leaf):
+    y = peak_separation_model(leaf)
     labels, _ = parse(y.dot(label_depth=2))
     assert "scale0 * … + scale1 * …" in labels.values()  # operations 2 levels down are cut
     assert "scale1 * exp(…)" in labels.values()
     assert "x - mu0" in labels.values()
 
 
-def test_values_precision_and_colours_follow_the_state():
-    tape = rg.Tape()
-    a, b = tape.term("a", 1.0), tape.term("b", 2.0)
+def test_values_precision_and_colours_follow_the_state(leaf):
+    a, b = leaf("a", 1.0), leaf("b", 2.0)
     ab = a / b
+    ab.clear()  # a Term has computed its value as it was built
     before = ab.dot(precision=3)
     assert 'label="a\\ndata:1.000, grad:None"' in before
     assert 'label="a / b\\ndata:None, grad:None" shape=rect];' in before  # no fill: nothing computed
@@ -111,9 +112,8 @@ def test_values_precision_and_colours_follow_the_state():
     assert "data:" not in ab.dot(show_values=False)
 
 
-def test_vertical_highlight_connect_to_and_outputs():
-    tape = rg.Tape()
-    a, b = tape.term("a", 1.0), tape.term("b", 2.0)
+def test_vertical_highlight_connect_to_and_outputs(leaf):
+    a, b = leaf("a", 1.0), leaf("b", 2.0)
     s = a + b
     p = s * b
     text = p.dot(vertical=True, highlight=s, connect_to=[a, b], outputs={"out": p, "sum": s})
@@ -131,9 +131,8 @@ def test_vertical_highlight_connect_to_and_outputs():
     assert bold == {(ids["(a + b) * b"], ids["out"]), (ids["a + b"], ids["sum"])}
 
 
-def test_option_errors_say_what_to_do():
-    tape = rg.Tape()
-    a, b = tape.term("a", 1.0), tape.term("b", 2.0)
+def test_option_errors_say_what_to_do(leaf):
+    a, b = leaf("a", 1.0), leaf("b", 2.0)
     with pytest.raises(ValueError, match="not a node of this graph"):
         (a * a).dot(highlight=b)
     with pytest.raises(ValueError, match="give highlight too"):
@@ -142,25 +141,43 @@ def test_option_errors_say_what_to_do():
         (a * b).dot(outputs=[a])
 
 
-def test_writes_to_a_file_and_escapes_names():
-    tape = rg.Tape()
-    q = tape.term('say "hi" \\ there', 1.0)
+@pytest.mark.parametrize("other", ["tape", "rc", "term"])
+def test_terms_of_another_graph_are_refused(leaf, kind, other):
+    # Keys are only unique within one graph: tape indices restart on each tape, and RcTerm/Term
+    # serials are plain counters, so a foreign term's key can name an unrelated node here.
+    a, b = leaf("a", 1.0), leaf("b", 2.0)
+    y = a * b
+    foreign = {"tape": rg.Tape().term, "rc": rg.RcTerm, "term": rg.Term}[other]("z", 1.0)
+    why = "another tape" if kind == other == "tape" else "of kind"
+    for options in ({"highlight": foreign}, {"highlight": a, "connect_to": [b, foreign]},
+                    {"outputs": {"z": foreign}}):
+        if kind == other != "tape":
+            with pytest.raises(ValueError, match="not a node of this graph: pass a term"):
+                y.dot(**options)
+        else:
+            with pytest.raises(ValueError, match=f"not a node of this graph \\(.*{why}"):
+                y.dot(**options)
+    # iterables of terms are read once
+    text = y.dot(highlight=iter([a]), connect_to=(t for t in [b]), outputs=iter([("y", y)]))
+    assert text.count("color=red") == 1 and text.count("dashed") == 1 and "output0" in text
+
+
+def test_writes_to_a_file_and_escapes_names(leaf):
+    q = leaf('say "hi" \\ there', 1.0)
     buffer = io.StringIO()
     assert (q * 2).dot(buffer) is None
     labels, _ = parse(buffer.getvalue())
     assert 'say "hi" \\\\ there' in labels.values()
 
 
-def test_deep_chain_without_recursion():
-    tape = rg.Tape()
-    x = tape.term("x", 0.5)
-    c = tape.constant(1.0001)
+def test_deep_chain_without_recursion(leaf):
+    x = leaf("x", 0.5)
     y = x
     for _ in range(30000):
-        y = y * c
+        y = y * 1.0001  # a constant node per use
     y.eval()
     text = y.dot()
-    assert text.count("shape=rect") == 30000 + 2  # x, the constant, the products
+    assert text.count("shape=rect") == 1 + 2 * 30000  # x, the constants, the products
     assert "x * 1.0001 * 1.0001" in text and "… * 1.0001 * 1.0001 * 1.0001 * 1.0001" in text
 
 
@@ -188,8 +205,8 @@ def test_other_term_kinds_only_need_graph_records():
 
 
 @pytest.mark.skipif(not HAVE_DOT, reason="Graphviz dot is not installed")
-def test_graphviz_accepts_the_text():
-    y = peak_separation_model()
+def test_graphviz_accepts_the_text(leaf):
+    y = peak_separation_model(leaf)
     y.eval()
     y.backprop()
     svg = subprocess.run(["dot", "-Tsvg"], input=y.dot(outputs={"y": y}), capture_output=True,
@@ -198,17 +215,17 @@ def test_graphviz_accepts_the_text():
     assert svg.count('class="edge"') == 26 + 1
 
 
-def test_to_graphviz_is_a_source():
+def test_to_graphviz_is_a_source(leaf):
     graphviz = pytest.importorskip("graphviz")
-    x = rg.Tape().term("x", 1.0)
+    x = leaf("x", 1.0)
     source = (x * x).to_graphviz(show_values=False)
     assert isinstance(source, graphviz.Source)
     assert source.source == (x * x).dot(show_values=False)
 
 
 @pytest.mark.skipif(not HAVE_DOT, reason="Graphviz dot is not installed")
-def test_repr_svg_for_jupyter():
+def test_repr_svg_for_jupyter(leaf):
     pytest.importorskip("graphviz")
-    x = rg.Tape().term("x", 1.0)
+    x = leaf("x", 1.0)
     svg = (x.sin())._repr_svg_()
     assert "<svg" in svg and "sin(x)" in svg

@@ -56,6 +56,33 @@ def test_example_runs_quick_and_writes_its_files(name, tmp_path):
             assert str(tmp_path / file) in reported
 
 
+def test_arithm_prints_the_seed_numbers_with_every_kind(capsys):
+    arithm = load_example("arithm")
+    assert [kind for kind, _ in arithm.KINDS] == ["Term", "RcTerm", "TapeTerm"]
+    outputs = []
+    for kind, leaf_maker in arithm.KINDS:
+        abc = arithm.numbers(leaf_maker())
+        assert type(abc).__name__ == kind
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2]
+    for line in ["(a + b) * c = 18648.0", "d((a + b) * c) / da = 42.0", "d((a + b) * c) / dc = 444.0",
+                 "d((a + b) * c / d) / dc = 222.0", "backprop: a.grad = 42.0, b.grad = 42.0, c.grad = 444.0"]:
+        assert line in outputs[0].splitlines()
+
+
+def test_sine_examples_sample_the_seed_functions_with_term():
+    sine = load_example("sine")
+    assert [row[1:] for row in sine.sample()] == [(math.sin(x), math.cos(x)) for x, _, _ in sine.sample()]
+    mixed_sine = load_example("mixed_sine")
+    all_, a = mixed_sine.build_model(0.0)
+    assert type(all_).__name__ == "Term" and all_.name == "sin(a) + c * sin(a * 5)"
+    rows = mixed_sine.sample()
+    assert len(rows) == 81
+    for x, y, dy in rows:
+        assert y == pytest.approx(math.sin(x) + 0.2 * math.sin(5 * x), rel=1e-15, abs=1e-15)
+        assert dy == pytest.approx(math.cos(x) + math.cos(5 * x), rel=1e-15, abs=1e-15)
+
+
 def test_quick_mode_also_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("RUSTOGRAD_QUICK", "1")
     common = load_example("_common")

@@ -1,0 +1,53 @@
+"""The benchmark workloads at tiny sizes: values and gradients, never times."""
+import math
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+import bigdag  # noqa: E402
+import run  # noqa: E402
+import workloads  # noqa: E402
+
+KINDS = [pytest.param(k, id=k.name) for k in workloads.kinds() if k.available]
+
+
+def test_bigdag_reference_at_1000():
+    assert bigdag.reference_value(bigdag.plan(1000)) == bigdag.VALUE_AT_1000
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("keep_all", [False, True], ids=["ring", "keep-all"])
+def test_bigdag_value_and_gradients(kind, keep_all):
+    g = kind.build(1000, keep_all=keep_all)
+    g.prepare()
+    assert g.eval() == bigdag.VALUE_AT_1000
+    tape = workloads.TapeKind().build(1000)
+    for got, want in zip(g.leaf_grads(), tape.leaf_grads()):
+        assert math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-15)
+    assert kind.one_shot(1000) == bigdag.VALUE_AT_1000
+
+
+def test_ring_builder_keeps_only_the_ring():
+    steps = bigdag.plan(300)
+    assert all(i - 64 <= a < i and i - 64 <= b < i for i, (_, a, b) in enumerate(steps, bigdag.LEAVES))
+    assert 0 < bigdag.cone_size(steps) <= 300
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_curve_fit_matches_float_oracle(kind):
+    for got, want in zip(kind.curve_fit(3), workloads.float_curve_fit(3)):
+        assert math.isclose(got, want, rel_tol=1e-12)
+
+
+def test_run_quick_prints_the_table(capsys):
+    runner = run.main(["--quick", "--quiet", "--no-peers"])
+    out = capsys.readouterr().out
+    assert "replay (eval + backprop)" in out and "curve fit" in out
+    tape_cells = [cells["TapeTerm"] for _, _, cells, _ in runner.table.rows]
+    assert all(isinstance(c, float) and c > 0 for c in tape_cells)
+    for name in ("RcTerm", "Term"):
+        if not hasattr(workloads.rg, name):
+            assert f"{name}: not available" in out
