@@ -1,12 +1,8 @@
 """pytest-benchmark suite of batched replay (issue 6): `pytest benchmarks/test_bench_batch.py`.
 The workloads are those of benchmarks/batch.py, which prints them as one table with the peers."""
-import pathlib
-import sys
-
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import batch  # noqa: E402
+import batch  # benchmarks/ is on sys.path (conftest.py)
 
 
 @pytest.mark.parametrize("peaks", [False, True], ids=["curve_fit", "peak_separation"])
