@@ -15,6 +15,7 @@ cdef class Tape:
     cdef dict _cones                # output index -> _Cone, the few most recently built
     cdef rg_index _grad_output      # output of the last backprop(), -1 when there are no gradients
     cdef bint _busy                 # a sweep is running: nodes and values must not change
+    cdef bint _check_finite         # scan each sweep's cone for NaN/inf (also on in detect_anomaly())
     cdef object __weakref__
 
     cdef int _check_idle(self) except -1
@@ -31,6 +32,7 @@ cdef class Tape:
     cdef int _backward(self, rg_index output, object callback) except -1
     cdef double _tangent(self, rg_index output, rg_index var) except? -1.0
     cdef int _set(self, rg_index index, object value) except -1
+    cdef int _scan(self, _Cone cone, const double *x, bint descending, str caller, str quantity) except -1
 
 
 cdef class TapeTerm:

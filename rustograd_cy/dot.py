@@ -11,6 +11,7 @@ records. Everything else (labels, colours, edges, highlights, outputs) happens h
 digraph G {
 ...
 """
+from rustograd_cy.errors import TapeMismatchError
 from rustograd_cy.labels import expression_label
 
 #: Fill colours by state, as in the seed's pictures.
@@ -32,20 +33,32 @@ def _key_of(term_or_key):
     return key() if callable(key) else term_or_key
 
 
-def _keys(option):
-    """A term, a key, or an iterable of them -> list of keys."""
+def _items(option):
+    """A term, a key, or an iterable of them -> list of them."""
     if option is None:
         return []
     if hasattr(option, "_key") or isinstance(option, (int, str)):
-        return [_key_of(option)]
-    return [_key_of(item) for item in option]
+        return [option]
+    return list(option)
 
 
-def _output_pairs(outputs):
-    """outputs as [(name, key)]: a mapping {name: term} or an iterable of (name, term) pairs."""
+def _keys(option):
+    """A term, a key, or an iterable of them -> list of keys."""
+    return [_key_of(item) for item in _items(option)]
+
+
+def _output_items(outputs):
+    """outputs as [(name, term or key)]: a mapping {name: term} or an iterable of (name, term)."""
     if outputs is None:
         return []
     items = outputs.items() if hasattr(outputs, "items") else outputs
+    try:
+        items = list(items)
+    except TypeError:
+        raise TypeError(
+            "outputs must be a dict {name: term} or a list of (name, term) pairs, "
+            f"not {type(outputs).__name__}"
+        ) from None
     pairs = []
     for item in items:
         try:
@@ -55,8 +68,34 @@ def _output_pairs(outputs):
                 "outputs must be a dict {name: term} or a list of (name, term) pairs, "
                 f"got an item {item!r}"
             ) from None
-        pairs.append((str(name), _key_of(term)))
+        pairs.append((str(name), term))
     return pairs
+
+
+def _output_pairs(outputs):
+    """outputs as [(name, key)]."""
+    return [(name, _key_of(term)) for name, term in _output_items(outputs)]
+
+
+def _check_options(file, precision, label_depth):
+    if file is not None and not callable(getattr(file, "write", None)):
+        raise TypeError(
+            f"file must be an open text file (anything with write()), not {type(file).__name__}: "
+            f"use `with open(path, 'w') as f: term.dot(f)`, or omit it to get the DOT text"
+        )
+    for name, value in (("precision", precision), ("label_depth", label_depth)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, not {value!r}")
+
+
+def _same_tape(term, items, what):
+    """TapeMismatchError if `items` hold a term of another tape than `term` (tape terms are keyed by
+    their index, which would silently name a node of the drawn tape)."""
+    tape = getattr(term, "tape", None)
+    for item in items if tape is not None else ():
+        other = getattr(item, "tape", None)
+        if other is not None and other is not tape:
+            raise TapeMismatchError(f"{what} got a term of another tape: pass terms of the drawn term's tape")
 
 
 def write_records(records, file=None, *, show_values=True, vertical=False, highlight=None,
@@ -65,6 +104,7 @@ def write_records(records, file=None, *, show_values=True, vertical=False, highl
 
     The layer below `dot()`: animations pass records whose values are masked frame by frame.
     """
+    _check_options(file, precision, label_depth)
     records = list(records)
     ids = {}  # key -> DOT node id, in record order
     described = {}  # key -> (name, op, infix, operand keys), for the labels
@@ -139,6 +179,11 @@ def dot(term, file=None, *, show_values=True, vertical=False, highlight=None, co
     >>> "two edges" if (x * x).dot().count("n0 -> n1") == 2 else "?"
     'two edges'
     """
+    highlight, connect_to = _items(highlight), _items(connect_to)
+    _same_tape(term, highlight, "highlight")
+    _same_tape(term, connect_to, "connect_to")
+    outputs = _output_items(outputs)
+    _same_tape(term, [t for _, t in outputs], "outputs")
     return write_records(term._graph(), file, show_values=show_values, vertical=vertical,
                          highlight=highlight, connect_to=connect_to, outputs=outputs,
                          precision=precision, label_depth=label_depth)

@@ -15,11 +15,12 @@ static int grow(void **buf, size_t count, size_t size) {
 }
 
 int rg_tape_reserve(rg_tape *t, int64_t needed) {
+    int64_t limit = t->limit > 0 ? t->limit : RG_MAX_NODES;
     if (needed <= t->capacity) return RG_OK;
-    if (needed > RG_MAX_NODES) return RG_EOVERFLOW;
+    if (needed > limit) return RG_EOVERFLOW;
     int64_t cap = t->capacity > 0 ? t->capacity : 64;
     while (cap < needed) cap *= 2;
-    if (cap > RG_MAX_NODES) cap = RG_MAX_NODES;
+    if (cap > limit) cap = limit;
     /* A buffer that grew before a later one failed stays grown: harmless, capacity is unchanged. */
     int err;
     if ((err = grow((void **)&t->op, (size_t)cap, sizeof *t->op))) return err;
@@ -133,6 +134,17 @@ rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_ind
         tangent[i] = dot;
     }
     return n;
+}
+
+rg_index rg_first_nonfinite(const double *x, const rg_index *cone, rg_index n, int descending) {
+    if (descending) {
+        for (rg_index pos = n - 1; pos >= 0; pos--)
+            if (!isfinite(x[cone[pos]])) return pos;
+    } else {
+        for (rg_index pos = 0; pos < n; pos++)
+            if (!isfinite(x[cone[pos]])) return pos;
+    }
+    return -1;
 }
 
 void rg_reset_stamps(rg_tape *t) {
