@@ -501,13 +501,16 @@ cdef class _Node:
                 dot = 0.0
                 if n.op == RG_APPLY:
                     if n.a.tangent != 0.0:
-                        dot = callable_result(n.funcs[1](n.a.value), n.label, None) * n.a.tangent
+                        da = callable_result(n.funcs[1](n.a.value), n.label, None)
+                        if da != 0.0:
+                            dot = da * n.a.tangent
                 else:
                     rg_partials(n.op, n.a.value, n.b.value, n.value, &da, &db)
-                    # Zero tangents contribute nothing, even where a partial is infinite.
-                    if n.a.tangent != 0.0:
+                    # Zero tangents contribute nothing, even where a partial is infinite, and
+                    # zero partials nothing where a tangent is (as the tape's sweeps).
+                    if n.a.tangent != 0.0 and da != 0.0:
                         dot += da * n.a.tangent
-                    if RG_OP_INFO[n.op].arity == 2 and n.b.tangent != 0.0:
+                    if RG_OP_INFO[n.op].arity == 2 and n.b.tangent != 0.0 and db != 0.0:
                         dot += db * n.b.tangent
                 n.tangent = dot
         finally:
@@ -542,11 +545,15 @@ cdef class _Node:
                 g = n.grad
                 if n.op > RG_CONST and g != 0.0:
                     if n.op == RG_APPLY:
-                        n.a.grad += g * callable_result(n.funcs[1](n.a.value), n.label, None)
+                        da = callable_result(n.funcs[1](n.a.value), n.label, None)
+                        if da != 0.0:
+                            n.a.grad += g * da
                     else:
+                        # Zero gradients and zero partials contribute nothing (no 0 * inf).
                         rg_partials(n.op, n.a.value, n.b.value, n.value, &da, &db)
-                        n.a.grad += g * da
-                        if RG_OP_INFO[n.op].arity == 2:
+                        if da != 0.0:
+                            n.a.grad += g * da
+                        if RG_OP_INFO[n.op].arity == 2 and db != 0.0:
                             n.b.grad += g * db
                 if callback is not None:
                     callback(n)

@@ -367,7 +367,7 @@ cdef class Tape:
     cdef int _backward(self, rg_index output, object callback) except -1:
         cdef _Cone cone = self._cone(output)
         cdef rg_index pos, last, stop, i, lhs
-        cdef double g
+        cdef double g, d
         self._require_values(cone, "backprop()")
         self._check_idle()
         self._busy = True
@@ -388,7 +388,9 @@ cdef class Tape:
                     if g != 0.0:
                         lhs = self.c.lhs[i]
                         df = self._funcs[i][1]
-                        self.c.grad[lhs] += g * self._callable_result(df(self.c.value[lhs]), i)
+                        d = self._callable_result(df(self.c.value[lhs]), i)
+                        if d != 0.0:  # as in the C sweep: a zero partial contributes nothing
+                            self.c.grad[lhs] += g * d
                     stop -= 1
                 pos = stop
                 if callback is not None:
@@ -426,7 +428,8 @@ cdef class Tape:
                 d = 0.0
                 if tangent[lhs] != 0.0:
                     df = self._funcs[i][1]
-                    d = self._callable_result(df(self.c.value[lhs]), i) * tangent[lhs]
+                    d = self._callable_result(df(self.c.value[lhs]), i)
+                    d = d * tangent[lhs] if d != 0.0 else 0.0
                 tangent[i] = d
                 pos += 1
             if self._check_finite or anomaly_on():

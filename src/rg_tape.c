@@ -106,8 +106,9 @@ rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index sto
         rg_index l = lhs[i], r = rhs[i];
         double da, db;
         rg_partials(o, value[l], value[r], value[i], &da, &db);
-        grad[l] += g * da;
-        if (RG_OP_INFO[o].arity == 2) grad[r] += g * db;
+        /* A zero partial contributes nothing either, even where the gradient is infinite. */
+        if (da != 0.0) grad[l] += g * da;
+        if (RG_OP_INFO[o].arity == 2 && db != 0.0) grad[r] += g * db;
     }
     return stop - 1;
 }
@@ -128,9 +129,10 @@ rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_ind
         rg_index l = lhs[i], r = rhs[i];
         double da, db, dot = 0.0;
         rg_partials(o, value[l], value[r], value[i], &da, &db);
-        /* Zero tangents contribute nothing, even where a partial is infinite. */
-        if (tangent[l] != 0.0) dot += da * tangent[l];
-        if (RG_OP_INFO[o].arity == 2 && tangent[r] != 0.0) dot += db * tangent[r];
+        /* Zero tangents contribute nothing, even where a partial is infinite, and zero partials
+         * nothing where a tangent is. */
+        if (tangent[l] != 0.0 && da != 0.0) dot += da * tangent[l];
+        if (RG_OP_INFO[o].arity == 2 && tangent[r] != 0.0 && db != 0.0) dot += db * tangent[r];
         tangent[i] = dot;
     }
     return n;

@@ -76,7 +76,8 @@ void rg_reverse_begin(rg_tape *t, const rg_index *cone, rg_index n);
 
 /* Reverse sweep over cone positions pos, pos - 1, ..., stop: adds each node's gradient times its
  * partials to its operands. Returns the position of the first apply node met (left to the caller),
- * or stop - 1 when done. A zero gradient is not propagated, so 0 * inf never makes a NaN. */
+ * or stop - 1 when done. A zero gradient or a zero partial is not propagated, so 0 * inf never
+ * makes a NaN (rg_tangent does the same with zero tangents and partials). */
 rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index stop);
 
 /* Tangent (forward-mode) sweep over cone[pos..n) into `tangent` (indexed by node): leaves get 1 if
