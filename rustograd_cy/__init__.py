@@ -9,11 +9,13 @@
 """
 from rustograd_cy._nodes import RcTerm, Term
 from rustograd_cy import dot, viz
+from rustograd_cy.anomaly import detect_anomaly, is_anomaly_enabled
 from rustograd_cy._tape import Tape, TapeTerm, get_num_threads, set_num_threads
 from rustograd_cy.builder import Terms, rustograd
 from rustograd_cy.errors import (
     BuilderError,
     GradGraphMissingError,
+    NonFiniteError,
     RustogradError,
     TapeMismatchError,
     TermWasNotValueError,
@@ -45,7 +47,8 @@ __all__ = [
     "Tape", "TapeTerm", "RcTerm", "Term", "dot", "viz", "nn", "optim",
     "get_num_threads", "set_num_threads",
     "rustograd", "Terms", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
-    "BuilderError", "GradGraphMissingError", "RustogradError", "TapeMismatchError",
+    "detect_anomaly", "is_anomaly_enabled",
+    "BuilderError", "GradGraphMissingError", "NonFiniteError", "RustogradError", "TapeMismatchError",
     "TermWasNotValueError", "ValueNotDefinedError",
     "abs", "atan2", "cos", "exp", "log", "maximum", "minimum", "pow", "relu", "sigmoid", "sin",
     "sqrt", "square", "tan", "tanh",

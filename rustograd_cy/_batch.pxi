@@ -87,7 +87,7 @@ cdef int _ndim(object value):
 cdef int _set_value(Tape tape, rg_index index, object value) except -1:
     """set() of a leaf: a number, or an array-like of them (a batch; a 0-D array is a number)."""
     if _is_real(value):
-        return _set_scalar(tape, index, float(value))
+        return _set_scalar(tape, index, _real(value, "set()'s value"))
     if isinstance(value, np.ndarray) or (not isinstance(value, (str, bytes)) and _ndim(value) > 0):
         return _set_array(tape, index, value)
     return _set_scalar(tape, index, _real(value, "set()'s value"))  # raises the usual TypeError
@@ -194,7 +194,7 @@ cdef int _apply_reverse(Tape tape, rg_index i) except -1:
     arr = _derivative_row(tape, i, result)
     d = arr
     for s in range(size):
-        if g[s] != 0.0:
+        if g[s] != 0.0 and d[s] != 0.0:  # as in the C sweeps: zero adjoints and partials add nothing
             gl[s] += g[s] * d[s]
     return 0
 
@@ -286,7 +286,7 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
             if _any_nonzero(tl, size):  # as in the scalar sweep, df is not called otherwise
                 d = _derivative_row(tape, i, tape._funcs[i][1](_row(tape.b.value, size, lhs)))
                 for s in range(size):
-                    if tl[s] != 0.0:
+                    if tl[s] != 0.0 and d[s] != 0.0:
                         ti[s] = d[s] * tl[s]
             pos += 1
         return _row(tangent, size, output)

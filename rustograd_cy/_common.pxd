@@ -11,7 +11,10 @@ cdef inline bint is_real(object x) except -1:
     return is_real_number(x)
 
 
+cdef bint anomaly_on() noexcept                # inside a rg.detect_anomaly() block
+
 cdef double real(object x, str what) except? -1.0
+cdef int check_name(object name, str what) except -1
 cdef double callable_result(object result, str name, object node) except? -1.0
 cdef int check_callables(str name, object f, object df) except -1
 cdef object method_result(object result, str method, object other)

@@ -5,6 +5,30 @@ exists once.
 """
 import numbers
 
+cdef int _anomaly_depth = 0  # open rg.detect_anomaly() blocks, in any thread
+
+
+cdef bint anomaly_on() noexcept:
+    return _anomaly_depth > 0
+
+
+def _anomaly_enter():
+    """Start a rg.detect_anomaly() block (they nest; the check is on while any is open)."""
+    global _anomaly_depth
+    _anomaly_depth += 1
+
+
+def _anomaly_exit():
+    """End a rg.detect_anomaly() block."""
+    global _anomaly_depth
+    if _anomaly_depth > 0:
+        _anomaly_depth -= 1
+
+
+def _anomaly_enabled():
+    """Whether the anomaly check is on (a rg.detect_anomaly() block is open)."""
+    return _anomaly_depth > 0
+
 
 cdef bint is_real_number(object x) except -1:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
@@ -14,7 +38,20 @@ cdef double real(object x, str what) except? -1.0:
     """x as a double, or TypeError naming `what` (e.g. "set()'s value")."""
     if not is_real(x):
         raise TypeError(f"{what} must be a real number (int or float), not {type(x).__name__}")
-    return float(x)
+    try:
+        return float(x)
+    except OverflowError:
+        raise OverflowError(
+            f"{what} is an int too large for a float (|x| < 1.8e308); pass a float, "
+            f"e.g. float('inf'), if that is what you mean"
+        ) from None
+
+
+cdef int check_name(object name, str what) except -1:
+    """TypeError unless `name` (of a leaf, a constant or an apply() function) is a str."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, not {type(name).__name__}")
+    return 0
 
 
 cdef double callable_result(object result, str name, object node) except? -1.0:

@@ -39,6 +39,7 @@ cdef extern from "rg_tape.h" nogil:
         rg_index size
         rg_index capacity
         rg_stamp epoch
+        rg_index limit
 
     int rg_tape_reserve(rg_tape *t, int64_t needed)
     void rg_tape_free(rg_tape *t)
@@ -50,6 +51,7 @@ cdef extern from "rg_tape.h" nogil:
     rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index stop)
     rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_index n,
                         rg_index var, double *tangent)
+    rg_index rg_first_nonfinite(const double *x, const rg_index *cone, rg_index n, int descending)
     void rg_reset_stamps(rg_tape *t)
 
 cdef extern from "rg_batch.h" nogil:

@@ -17,10 +17,12 @@ it iteratively (see _Node.__dealloc__).
 """
 cimport cython
 from cpython.object cimport PyObject
+from libc.math cimport isfinite
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, realloc
 
-from rustograd_cy._common cimport callable_result, check_callables, is_real, method_result, real
+from rustograd_cy._common cimport anomaly_on, callable_result, check_callables, check_name, is_real
+from rustograd_cy._common cimport method_result, real
 from rustograd_cy._ctape cimport RG_APPLY, RG_CONST, RG_LEAF, RG_OP_INFO, RG_POW, RG_POWC, rg_partials, rg_value
 from rustograd_cy._ctape cimport RG_ABS, RG_ADD, RG_ATAN2, RG_COS, RG_DIV, RG_EXP, RG_LOG, RG_MAXIMUM
 from rustograd_cy._ctape cimport RG_MINIMUM, RG_MUL, RG_NEG, RG_RELU, RG_SIGMOID, RG_SIN, RG_SQRT
@@ -28,7 +30,8 @@ from rustograd_cy._ctape cimport RG_SQUARE, RG_SUB, RG_TAN, RG_TANH
 from rustograd_cy._tape cimport TapeTerm
 
 from rustograd_cy._tape import OPS
-from rustograd_cy.errors import derive_non_leaf_error, set_non_leaf_error, stale_value_error
+from rustograd_cy.errors import NOT_A_NUMBER, derive_non_leaf_error, non_finite_error, set_non_leaf_error
+from rustograd_cy.errors import stale_value_error
 from rustograd_cy.labels import expression_label
 from rustograd_cy import dot as _dot
 
@@ -165,6 +168,28 @@ cdef int _check_idle() except -1:
     return 0
 
 
+cdef enum:  # what _check_finite scans
+    SCAN_VALUE, SCAN_GRAD, SCAN_TANGENT
+
+
+cdef int _check_finite(_Node root, int which, str caller) except -1:
+    """The anomaly check of rg.detect_anomaly(): NonFiniteError naming the first node of root's cone
+    (in sweep order) whose value, gradient or tangent is NaN or infinite."""
+    cdef _Order order = _cone(root, False)
+    cdef Py_ssize_t k, pos
+    cdef _Node n
+    cdef double x
+    for k in range(order.n):
+        pos = order.n - 1 - k if which == SCAN_GRAD else k
+        n = <_Node>order.items[pos]
+        x = n.value if which == SCAN_VALUE else (n.grad if which == SCAN_GRAD else n.tangent)
+        if not isfinite(x):
+            quantity = ("value", "gradient", "tangent")[which]
+            op = OPS[n.op][0] if n.op != RG_APPLY else f"apply {n.label!r}"
+            raise non_finite_error(caller, quantity, n.serial, _label(n), op, x)
+    return 0
+
+
 cdef tuple _describe(_Node n):
     """(name or None, op name, infix, operand nodes), as Tape._describe gives for tape nodes."""
     name, arity, infix = OPS[n.op]
@@ -207,9 +232,10 @@ cdef inline object _power(object x, object y):
 cdef class _Node:
     """What RcTerm and Term share: the whole term API. See their docstrings."""
 
-    def __init__(self, str name, value):
+    def __init__(self, name, value):
         if self.a is not None or self.serial != 0:
             raise TypeError(f"this {type(self).__name__} is already built")
+        check_name(name, "a leaf's name")
         global _serials
         self.op = RG_LEAF
         self.value = real(value, "a leaf's value")
@@ -289,7 +315,7 @@ cdef class _Node:
                 f"expression from one kind of term"
             )
         if is_real(x):
-            return self._constant(float(x))
+            return self._constant(real(x, "an operand"))
         return None
 
     cdef _Node _unary(self, int op):
@@ -342,6 +368,9 @@ cdef class _Node:
 
     def __bool__(self):
         raise TypeError("a term has no truth value; compare term.eval() or term.data instead")
+
+    def __float__(self):
+        raise TypeError(NOT_A_NUMBER)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r}, data={self.data!r})"
@@ -408,12 +437,13 @@ cdef class _Node:
         """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
         return method_result(_binary(RG_MINIMUM, self, other), "minimum", other)
 
-    def apply(self, str name, f, df):
+    def apply(self, name, f, df):
         """A node computing f(self), with derivative df(self): any Python callables of one float.
 
         f and df must not start another eval(), derive(), backprop() or set() while a sweep calls
         them (reading .data is fine).
         """
+        check_name(name, "apply()'s name")
         check_callables(name, f, df)
         return self._make(RG_APPLY, self, self, name, (f, df))
 
@@ -431,14 +461,16 @@ cdef class _Node:
         global _sweeping
         cdef bint lazy = self._lazy()
         _check_idle()
-        if lazy and callback is None and _current(self, _clock):
-            return self.value
-        cdef _Order order = _cone(self, lazy and callback is None)
-        _sweeping = True
-        try:
-            _forward(order, not lazy, callback, _clock)
-        finally:
-            _sweeping = False
+        cdef _Order order
+        if not (lazy and callback is None and _current(self, _clock)):
+            order = _cone(self, lazy and callback is None)
+            _sweeping = True
+            try:
+                _forward(order, not lazy, callback, _clock)
+            finally:
+                _sweeping = False
+        if anomaly_on():
+            _check_finite(self, SCAN_VALUE, "eval()")
         return self.value
 
     def derive(self, var):
@@ -458,6 +490,7 @@ cdef class _Node:
         cdef Py_ssize_t pos
         cdef _Node n
         cdef double da, db, dot
+        cdef bint check = anomaly_on()
         _sweeping = True
         try:
             for pos in range(order.n):
@@ -468,17 +501,23 @@ cdef class _Node:
                 dot = 0.0
                 if n.op == RG_APPLY:
                     if n.a.tangent != 0.0:
-                        dot = callable_result(n.funcs[1](n.a.value), n.label, None) * n.a.tangent
+                        da = callable_result(n.funcs[1](n.a.value), n.label, None)
+                        if da != 0.0:
+                            dot = da * n.a.tangent
                 else:
                     rg_partials(n.op, n.a.value, n.b.value, n.value, &da, &db)
-                    # Zero tangents contribute nothing, even where a partial is infinite.
-                    if n.a.tangent != 0.0:
+                    # Zero tangents contribute nothing, even where a partial is infinite, and
+                    # zero partials nothing where a tangent is (as the tape's sweeps).
+                    if n.a.tangent != 0.0 and da != 0.0:
                         dot += da * n.a.tangent
-                    if RG_OP_INFO[n.op].arity == 2 and n.b.tangent != 0.0:
+                    if RG_OP_INFO[n.op].arity == 2 and n.b.tangent != 0.0 and db != 0.0:
                         dot += db * n.b.tangent
                 n.tangent = dot
         finally:
             _sweeping = False
+        if check:
+            _check_finite(self, SCAN_VALUE, "derive()")
+            _check_finite(self, SCAN_TANGENT, "derive()")
         return self.tangent
 
     def backprop(self, callback=None):
@@ -506,11 +545,15 @@ cdef class _Node:
                 g = n.grad
                 if n.op > RG_CONST and g != 0.0:
                     if n.op == RG_APPLY:
-                        n.a.grad += g * callable_result(n.funcs[1](n.a.value), n.label, None)
+                        da = callable_result(n.funcs[1](n.a.value), n.label, None)
+                        if da != 0.0:
+                            n.a.grad += g * da
                     else:
+                        # Zero gradients and zero partials contribute nothing (no 0 * inf).
                         rg_partials(n.op, n.a.value, n.b.value, n.value, &da, &db)
-                        n.a.grad += g * da
-                        if RG_OP_INFO[n.op].arity == 2:
+                        if da != 0.0:
+                            n.a.grad += g * da
+                        if RG_OP_INFO[n.op].arity == 2 and db != 0.0:
                             n.b.grad += g * db
                 if callback is not None:
                     callback(n)
@@ -520,6 +563,9 @@ cdef class _Node:
             raise
         finally:
             _sweeping = False
+        if anomaly_on():  # the gradients stay, for a look at them
+            _check_finite(self, SCAN_VALUE, "backprop()")
+            _check_finite(self, SCAN_GRAD, "backprop()")
 
     def set(self, value):
         """Give this leaf a new value; what depends on it is stale until the next eval()."""

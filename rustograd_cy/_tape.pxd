@@ -17,6 +17,7 @@ cdef class Tape:
     cdef bint _busy                 # a sweep is running: nodes and values must not change
     cdef rg_batch b                 # batch rows (src/rg_batch.h); b.size == 0 in scalar mode
     cdef set _array_leaves          # leaves holding an array; the tape is batched while non-empty
+    cdef bint _check_finite         # scan each sweep's cone for NaN/inf (also on in detect_anomaly())
     cdef object __weakref__
 
     cdef int _check_idle(self) except -1
@@ -33,6 +34,7 @@ cdef class Tape:
     cdef int _backward(self, rg_index output, object callback) except -1
     cdef double _tangent(self, rg_index output, rg_index var) except? -1.0
     cdef int _set(self, rg_index index, object value) except -1
+    cdef int _scan(self, _Cone cone, const double *x, bint descending, str caller, str quantity) except -1
 
 
 cdef class TapeTerm:

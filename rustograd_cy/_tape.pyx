@@ -10,13 +10,15 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t, uint8_t
 
-from rustograd_cy._common cimport callable_result, check_callables, method_result
+from rustograd_cy._common cimport anomaly_on, callable_result, check_callables, check_name, method_result
 from rustograd_cy._common cimport is_real as _is_real, real as _real
 from rustograd_cy._ctape cimport *
 
 from rustograd_cy.errors import (
+    NOT_A_NUMBER,
     TapeMismatchError,
     derive_non_leaf_error,
+    non_finite_error,
     set_non_leaf_error,
     stale_value_error,
 )
@@ -129,8 +131,9 @@ cdef class Tape:
 
     # -- building ---------------------------------------------------------------------------------
 
-    def term(self, str name, value):
+    def term(self, name, value):
         """A new leaf (variable) called `name` holding `value`; change it later with `set()`."""
+        check_name(name, "a leaf's name")
         cdef double v = _real(value, "a leaf's value")
         cdef rg_index i = self._push(RG_LEAF, 0, 0, v)
         self._names[i] = name
@@ -141,8 +144,7 @@ cdef class Tape:
         cdef rg_index i
         if name is None:
             return self._wrap(self._const(_real(value, "a constant")))
-        if not isinstance(name, str):
-            raise TypeError(f"a constant's name must be a str, not {type(name).__name__}")
+        check_name(name, "a constant's name")
         i = self._push(RG_CONST, 0, 0, _real(value, "a constant"))
         self._names[i] = name
         return self._wrap(i)
@@ -174,6 +176,20 @@ cdef class Tape:
         return self.b.size if self.b.size else None
 
     @property
+    def check_finite(self):
+        """When True, every eval(), derive() and backprop() on this tape raises `NonFiniteError`
+        (a FloatingPointError) naming the first node whose value, tangent or gradient is NaN or
+        infinite. Off by default (IEEE results, no cost); `rg.detect_anomaly()` turns it on for
+        every tape at once."""
+        return self._check_finite
+
+    @check_finite.setter
+    def check_finite(self, value):
+        if not isinstance(value, bool):
+            raise TypeError(f"check_finite is True or False, not {type(value).__name__}")
+        self._check_finite = value
+
+    @property
     def nbytes(self):
         """Bytes held by the node buffers (allocated capacity) and the cached cones."""
         cdef _Cone cone
@@ -198,7 +214,10 @@ cdef class Tape:
         self._check_idle()
         cdef rg_index i = rg_tape_push(&self.c, op, lhs, rhs, value)
         if i == RG_EOVERFLOW:
-            raise OverflowError(f"a tape holds at most {RG_MAX_NODES} nodes; start another tape")
+            raise OverflowError(
+                f"a tape holds at most {self.c.limit or RG_MAX_NODES} nodes (its node index is a "
+                f"32-bit int) and this one is full: split the computation over several tapes"
+            )
         if i < 0:
             raise MemoryError(f"no memory to grow the tape past {self.c.size} nodes")
         return i
@@ -244,8 +263,15 @@ cdef class Tape:
             free(idx)
             raise MemoryError("no memory to find the nodes the output depends on")
         cone = _Cone.__new__(_Cone)
-        with nogil:
+        # The search reads the node buffers, which a push from another thread would move: run it
+        # without the GIL only while holding the tape (_busy keeps every push out), else with it.
+        if self._busy:
             cone.n = rg_cone(&self.c, output, mark, idx)
+        else:
+            self._busy = True
+            with nogil:
+                cone.n = rg_cone(&self.c, output, mark, idx)
+            self._busy = False
         free(mark)
         cone.idx = <rg_index *>realloc(idx, <size_t>cone.n * sizeof(rg_index))
         if cone.idx == NULL:  # shrinking failed: keep the larger block
@@ -257,6 +283,19 @@ cdef class Tape:
 
     cdef str _label(self, rg_index i):
         return expression_label(i, self._describe)
+
+    # -- test hooks: reach states that are too big or too brief to reach honestly -----------------
+
+    def _test_set_node_limit(self, rg_index limit):
+        """TESTS ONLY: let this tape hold at most `limit` nodes (<= RG_MAX_NODES), so the growth
+        path's overflow error can be reached without allocating 2^31 nodes."""
+        if limit < self.c.size or limit > RG_MAX_NODES:
+            raise ValueError(f"limit must be between {self.c.size} and {RG_MAX_NODES}")
+        self.c.limit = limit
+
+    def _test_is_busy(self):
+        """TESTS ONLY: whether a sweep (or a cone search) holds this tape right now."""
+        return self._busy
 
     # -- raw node access, for the derivative-graph builder (rustograd_cy/derivatives.py) ------------
 
@@ -307,6 +346,8 @@ cdef class Tape:
 
     def _describe(self, rg_index i):
         """(name or None, op name, infix, operand indices) of node i, for labels and drawings."""
+        if i < 0 or i >= self.c.size:
+            raise IndexError(f"node {i} is not on this tape of {self.c.size} nodes")
         cdef int op = self.c.op[i]
         name, _, infix = OPS[op]
         if rg_is_leaf(op):
@@ -355,12 +396,14 @@ cdef class Tape:
         finally:
             self._busy = False
         cone.valid_epoch = epoch
+        if self._check_finite or anomaly_on():
+            self._scan(cone, self.c.value, False, "eval()", "value")
         return 0
 
     cdef int _backward(self, rg_index output, object callback) except -1:
         cdef _Cone cone = self._cone(output)
         cdef rg_index pos, last, stop, i, lhs
-        cdef double g
+        cdef double g, d
         if self.b.size:
             return _backward_batch(self, output, callback)
         self._require_values(cone, "backprop()")
@@ -383,7 +426,9 @@ cdef class Tape:
                     if g != 0.0:
                         lhs = self.c.lhs[i]
                         df = self._funcs[i][1]
-                        self.c.grad[lhs] += g * self._callable_result(df(self.c.value[lhs]), i)
+                        d = self._callable_result(df(self.c.value[lhs]), i)
+                        if d != 0.0:  # as in the C sweep: a zero partial contributes nothing
+                            self.c.grad[lhs] += g * d
                     stop -= 1
                 pos = stop
                 if callback is not None:
@@ -395,6 +440,9 @@ cdef class Tape:
             raise
         finally:
             self._busy = False
+        if self._check_finite or anomaly_on():  # the gradients stay, for a look at them
+            self._scan(cone, self.c.value, False, "backprop()", "value")
+            self._scan(cone, self.c.grad, True, "backprop()", "gradient")
         return 0
 
     cdef double _tangent(self, rg_index output, rg_index var) except? -1.0:
@@ -418,13 +466,27 @@ cdef class Tape:
                 d = 0.0
                 if tangent[lhs] != 0.0:
                     df = self._funcs[i][1]
-                    d = self._callable_result(df(self.c.value[lhs]), i) * tangent[lhs]
+                    d = self._callable_result(df(self.c.value[lhs]), i)
+                    d = d * tangent[lhs] if d != 0.0 else 0.0
                 tangent[i] = d
                 pos += 1
+            if self._check_finite or anomaly_on():
+                self._scan(cone, self.c.value, False, "derive()", "value")
+                self._scan(cone, tangent, False, "derive()", "tangent")
             return tangent[output]
         finally:
             self._busy = False
             PyMem_Free(tangent)
+
+    cdef int _scan(self, _Cone cone, const double *x, bint descending, str caller, str quantity) except -1:
+        # The anomaly check (rg.detect_anomaly(), check_finite). It keeps the GIL, so no other
+        # thread can grow the tape under it; it runs only when asked for.
+        cdef rg_index pos = rg_first_nonfinite(x, cone.idx, cone.n, descending)
+        if pos < 0:
+            return 0
+        cdef rg_index i = cone.idx[pos]
+        op = OPS[self.c.op[i]][0] if self.c.op[i] != RG_APPLY else f"apply {self._names[i]!r}"
+        raise non_finite_error(caller, quantity, i, self._label(i), op, x[i])
 
     cdef double _callable_result(self, object result, rg_index i) except? -1.0:
         return callable_result(result, self._names[i], i)
@@ -538,6 +600,9 @@ cdef class TapeTerm:
     def __bool__(self):
         raise TypeError("a term has no truth value; compare term.eval() or term.data instead")
 
+    def __float__(self):
+        raise TypeError(NOT_A_NUMBER)
+
     def __repr__(self):
         return f"TapeTerm({self.name!r}, index={self.index}, data={self.data!r})"
 
@@ -606,7 +671,7 @@ cdef class TapeTerm:
         """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
         return method_result(_binary(RG_MINIMUM, self, other), "minimum", other)
 
-    def apply(self, str name, f, df, grad_graph=None):
+    def apply(self, name, f, df, grad_graph=None):
         """A node computing f(self), with derivative df(self): any Python callables of one float.
 
         The sweeps run built-in nodes in C without the GIL and call f and df with the GIL held.
@@ -621,6 +686,7 @@ cdef class TapeTerm:
         >>> tape.term("a", 0.0).apply("sin", math.sin, math.cos).eval()
         0.0
         """
+        check_name(name, "apply()'s name")
         check_callables(name, f, df)
         if grad_graph is not None and not callable(grad_graph):
             raise TypeError(f"apply({name!r}, ...)'s grad_graph must be callable or None, "

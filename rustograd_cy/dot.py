@@ -11,6 +11,7 @@ records. Everything else (labels, colours, edges, highlights, outputs) happens h
 digraph G {
 ...
 """
+from rustograd_cy.errors import TapeMismatchError
 from rustograd_cy.labels import expression_label
 
 #: Fill colours by state, as in the seed's pictures.
@@ -51,6 +52,13 @@ def _output_pairs(outputs):
     if outputs is None:
         return []
     items = outputs.items() if hasattr(outputs, "items") else outputs
+    try:
+        items = list(items)
+    except TypeError:
+        raise TypeError(
+            "outputs must be a dict {name: term} or a list of (name, term) pairs, "
+            f"not {type(outputs).__name__}"
+        ) from None
     pairs = []
     for item in items:
         try:
@@ -68,13 +76,29 @@ def _refuse_other_graphs(term, items, what):
     """Raise if one of `items` is a term of another kind or another tape than `term`: keys are only
     unique within one graph, so its key could name an unrelated node of this one."""
     for item in items:
-        if hasattr(item, "_key") and (type(item) is not type(term)
-                                      or getattr(item, "tape", None) is not getattr(term, "tape", None)):
-            why = ("it belongs to another tape" if type(item) is type(term)
-                   else f"it is of kind {type(item).__name__}, the graph of kind {type(term).__name__}")
+        if not hasattr(item, "_key"):
+            continue
+        if type(item) is not type(term):
             raise ValueError(
-                f"{what} is not a node of this graph ({why}): pass a term the drawn term depends on"
+                f"{what} is not a node of this graph (it is of kind {type(item).__name__}, the graph of "
+                f"kind {type(term).__name__}): pass a term the drawn term depends on"
             )
+        if getattr(item, "tape", None) is not getattr(term, "tape", None):
+            raise TapeMismatchError(
+                f"{what} is not a node of this graph (it belongs to another tape): pass a term of the "
+                f"drawn term's tape"
+            )
+
+
+def _check_options(file, precision, label_depth):
+    if file is not None and not callable(getattr(file, "write", None)):
+        raise TypeError(
+            f"file must be an open text file (anything with write()), not {type(file).__name__}: "
+            f"use `with open(path, 'w') as f: term.dot(f)`, or omit it to get the DOT text"
+        )
+    for name, value in (("precision", precision), ("label_depth", label_depth)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, not {value!r}")
 
 
 def write_records(records, file=None, *, show_values=True, vertical=False, highlight=None,
@@ -83,6 +107,7 @@ def write_records(records, file=None, *, show_values=True, vertical=False, highl
 
     The layer below `dot()`: animations pass records whose values are masked frame by frame.
     """
+    _check_options(file, precision, label_depth)
     records = list(records)
     ids = {}  # key -> DOT node id, in record order
     described = {}  # key -> (name, op, infix, operand keys), for the labels

@@ -17,6 +17,24 @@ class TapeMismatchError(RustogradError, ValueError):
     """Terms of two different tapes were combined."""
 
 
+class NonFiniteError(RustogradError, FloatingPointError):
+    """A value, gradient or tangent is NaN or infinite while the anomaly check is on
+    (`rg.detect_anomaly()` or `tape.check_finite = True`).
+
+    `index` is the node's tape index (for RcTerm/Term its creation number, as in drawings), `label`
+    its expression, `op` its op name, `quantity` "value", "gradient" or "tangent", `number` the
+    offending float.
+    """
+
+    def __init__(self, message, index=None, label=None, op=None, quantity=None, number=None):
+        super().__init__(message)
+        self.index = index
+        self.label = label
+        self.op = op
+        self.quantity = quantity
+        self.number = number
+
+
 class GradGraphMissingError(RustogradError, TypeError):
     """gen_graph() reached an apply() node made without grad_graph=, so it cannot build its derivative."""
 
@@ -30,6 +48,13 @@ class BuilderError(RustogradError, SyntaxError):
 
 # The messages, written once for every term kind. `node` describes the node, e.g. "'a + b' (node 5)"
 # on a tape or "'a + b'" for RcTerm and Term; `maker` says how its leaves are made.
+
+
+#: The TypeError of float(term), math.sin(term) and friends.
+NOT_A_NUMBER = (
+    "a term is not a number: read its value with term.eval() (or term.data), and use rg.sin(term) "
+    "or term.sin() rather than math.sin(term) to build on it"
+)
 
 
 def stale_value_error(caller, node, never_computed):
@@ -48,3 +73,14 @@ def set_non_leaf_error(maker, node, what):
 def derive_non_leaf_error(maker, node):
     """The TermWasNotValueError of derive() with respect to something other than a leaf."""
     return TermWasNotValueError(f"derive() is with respect to a leaf made by {maker}; {node} is not one")
+
+
+def non_finite_error(caller, quantity, index, label, op, number):
+    """The NonFiniteError of the anomaly check: the first node whose `quantity` is not finite."""
+    return NonFiniteError(
+        f"{caller}: the {quantity} of node {index} {label!r} (op {op}) is {number!r}, the first "
+        f"{quantity} in the sweep that is not finite; check that node's inputs (a log or sqrt of a "
+        f"negative number, a division by 0, an overflowing exp, a NaN leaf), or turn the check off "
+        f"(tape.check_finite = False, or leave rg.detect_anomaly()) to get IEEE inf/NaN results",
+        index, label, op, quantity, number,
+    )

@@ -110,7 +110,10 @@ class _Transform:
         checked = []
         for k, arg in enumerate(args):
             if _is_real(arg):
-                checked.append((float(arg), None))
+                try:
+                    checked.append((float(arg), None))
+                except OverflowError:
+                    raise OverflowError(f"argument {k} is an int too large for a float (|x| < 1.8e308)") from None
                 continue
             arr = np.asarray(arg)
             if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):

@@ -78,7 +78,7 @@ static void forward_op(int op, double *restrict v, const double *a, const double
 }
 
 /* The adjoints of one op over samples [s0, s1): ga (and for binary ops gc, which may be the same
- * row) gain g times the partials, except where g is 0, as in the scalar sweep. */
+ * row) gain g times the partials, except where g or the partial is 0, as in the scalar sweep. */
 static void reverse_op(int op, const double *restrict v, const double *restrict a,
                        const double *restrict c, const double *restrict g, double *ga, double *gc,
                        int64_t s0, int64_t s1) {
@@ -89,8 +89,8 @@ static void reverse_op(int op, const double *restrict v, const double *restrict 
             double da, db, gs = g[s];                                                              \
             rg_partials(RG_##code, a[s], c[s], v[s], &da, &db);                                    \
             double pa = gs * da, pc = gs * db; /* computed unconditionally, so it if-converts */   \
-            ga[s] += gs != 0.0 ? pa : 0.0;                                                         \
-            if (arity == 2) gc[s] += gs != 0.0 ? pc : 0.0;                                         \
+            ga[s] += gs != 0.0 && da != 0.0 ? pa : 0.0;                                            \
+            if (arity == 2) gc[s] += gs != 0.0 && db != 0.0 ? pc : 0.0;                            \
         }                                                                                          \
         break;
         RG_OP_LIST(RG_REVERSE_CASE)
@@ -100,7 +100,8 @@ static void reverse_op(int op, const double *restrict v, const double *restrict 
 }
 
 /* One op's tangents over samples [s0, s1): zero operand tangents contribute nothing, even where a
- * partial is infinite, and the sum is formed in the scalar sweep's order. */
+ * partial is infinite (nor zero partials where a tangent is), and the sum is formed in the scalar
+ * sweep's order. */
 static void tangent_op(int op, double *restrict dt, const double *restrict v,
                        const double *restrict a, const double *restrict c,
                        const double *restrict ta, const double *restrict tc, int64_t s0, int64_t s1) {
@@ -111,8 +112,8 @@ static void tangent_op(int op, double *restrict dt, const double *restrict v,
             double da, db, dot = 0.0;                                                              \
             rg_partials(RG_##code, a[s], c[s], v[s], &da, &db);                                    \
             double pa = da * ta[s], pc = db * tc[s];                                               \
-            dot += ta[s] != 0.0 ? pa : 0.0;                                                        \
-            if (arity == 2) dot += tc[s] != 0.0 ? pc : 0.0;                                        \
+            dot += ta[s] != 0.0 && da != 0.0 ? pa : 0.0;                                          \
+            if (arity == 2) dot += tc[s] != 0.0 && db != 0.0 ? pc : 0.0;                           \
             dt[s] = dot;                                                                           \
         }                                                                                          \
         break;

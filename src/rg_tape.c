@@ -15,11 +15,12 @@ static int grow(void **buf, size_t count, size_t size) {
 }
 
 int rg_tape_reserve(rg_tape *t, int64_t needed) {
+    int64_t limit = t->limit > 0 ? t->limit : RG_MAX_NODES;
     if (needed <= t->capacity) return RG_OK;
-    if (needed > RG_MAX_NODES) return RG_EOVERFLOW;
+    if (needed > limit) return RG_EOVERFLOW;
     int64_t cap = t->capacity > 0 ? t->capacity : 64;
     while (cap < needed) cap *= 2;
-    if (cap > RG_MAX_NODES) cap = RG_MAX_NODES;
+    if (cap > limit) cap = limit;
     /* A buffer that grew before a later one failed stays grown: harmless, capacity is unchanged. */
     int err;
     if ((err = grow((void **)&t->op, (size_t)cap, sizeof *t->op))) return err;
@@ -105,8 +106,9 @@ rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index sto
         rg_index l = lhs[i], r = rhs[i];
         double da, db;
         rg_partials(o, value[l], value[r], value[i], &da, &db);
-        grad[l] += g * da;
-        if (RG_OP_INFO[o].arity == 2) grad[r] += g * db;
+        /* A zero partial contributes nothing either, even where the gradient is infinite. */
+        if (da != 0.0) grad[l] += g * da;
+        if (RG_OP_INFO[o].arity == 2 && db != 0.0) grad[r] += g * db;
     }
     return stop - 1;
 }
@@ -127,12 +129,24 @@ rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_ind
         rg_index l = lhs[i], r = rhs[i];
         double da, db, dot = 0.0;
         rg_partials(o, value[l], value[r], value[i], &da, &db);
-        /* Zero tangents contribute nothing, even where a partial is infinite. */
-        if (tangent[l] != 0.0) dot += da * tangent[l];
-        if (RG_OP_INFO[o].arity == 2 && tangent[r] != 0.0) dot += db * tangent[r];
+        /* Zero tangents contribute nothing, even where a partial is infinite, and zero partials
+         * nothing where a tangent is. */
+        if (tangent[l] != 0.0 && da != 0.0) dot += da * tangent[l];
+        if (RG_OP_INFO[o].arity == 2 && tangent[r] != 0.0 && db != 0.0) dot += db * tangent[r];
         tangent[i] = dot;
     }
     return n;
+}
+
+rg_index rg_first_nonfinite(const double *x, const rg_index *cone, rg_index n, int descending) {
+    if (descending) {
+        for (rg_index pos = n - 1; pos >= 0; pos--)
+            if (!isfinite(x[cone[pos]])) return pos;
+    } else {
+        for (rg_index pos = 0; pos < n; pos++)
+            if (!isfinite(x[cone[pos]])) return pos;
+    }
+    return -1;
 }
 
 void rg_reset_stamps(rg_tape *t) {

@@ -32,6 +32,7 @@ typedef struct {
     rg_index size;   /* nodes in use */
     rg_index capacity;
     rg_stamp epoch;  /* bumped whenever a leaf changes, so older values become stale */
+    rg_index limit;  /* most nodes allowed; 0 means RG_MAX_NODES (tests lower it to reach the limit) */
 } rg_tape;
 
 /* Every buffer's bytes per node. */
@@ -39,7 +40,7 @@ typedef struct {
     (sizeof(rg_opcode) + 2 * sizeof(rg_index) + 2 * sizeof(double) + sizeof(rg_stamp))
 
 /* Grows the buffers (by doubling) to hold at least `needed` nodes. RG_OK, RG_ENOMEM or
- * RG_EOVERFLOW (more than RG_MAX_NODES); on failure the tape is unchanged. */
+ * RG_EOVERFLOW (more than the tape's limit, at most RG_MAX_NODES); on failure the tape is unchanged. */
 int rg_tape_reserve(rg_tape *t, int64_t needed);
 void rg_tape_free(rg_tape *t);
 
@@ -75,13 +76,19 @@ void rg_reverse_begin(rg_tape *t, const rg_index *cone, rg_index n);
 
 /* Reverse sweep over cone positions pos, pos - 1, ..., stop: adds each node's gradient times its
  * partials to its operands. Returns the position of the first apply node met (left to the caller),
- * or stop - 1 when done. A zero gradient is not propagated, so 0 * inf never makes a NaN. */
+ * or stop - 1 when done. A zero gradient or a zero partial is not propagated, so 0 * inf never
+ * makes a NaN (rg_tangent does the same with zero tangents and partials). */
 rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index stop);
 
 /* Tangent (forward-mode) sweep over cone[pos..n) into `tangent` (indexed by node): leaves get 1 if
  * they are `var`, else 0. Returns the position of the first apply node met, or n. */
 rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, rg_index var,
                     double *tangent);
+
+/* Position of the first node of cone[0..n) (the last, with `descending`) whose entry in `x` (values,
+ * gradients or tangents, indexed by node) is NaN or infinite, or -1. The anomaly check: run only
+ * when it is enabled, after a sweep. */
+rg_index rg_first_nonfinite(const double *x, const rg_index *cone, rg_index n, int descending);
 
 /* Clears every stamp (used when the epoch counter wraps around). */
 void rg_reset_stamps(rg_tape *t);

@@ -1,0 +1,433 @@
+"""Differential fuzzing: hypothesis draws random graphs over every op, with edge values (0, -0,
+negative inputs to log and sqrt, huge and tiny magnitudes, large exponents), and compares
+
+- the three term kinds with each other everywhere: values bit for bit (NaN matches NaN), gradients
+  and derive() to rounding, infinities and NaNs in the same places;
+- a pure-Python oracle written here (textbook partials, in terms of the operands) and PyTorch in
+  float64 (when installed) where the graph is clean: every value, partial and adjoint finite and no
+  op on a kink (relu/abs at 0, ties of maximum/minimum, pow/powc at base 0 or below, atan2 at the
+  origin). Off clean graphs the conventions differ by design; docs/GUARANTEES.md lists how.
+"""
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rustograd_cy as rg
+
+UNARY = ["neg", "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "square"]
+BINARY = ["add", "sub", "mul", "div", "pow", "atan2", "maximum", "minimum"]
+EXPONENTS = [0.0, 1.0, 2.0, 3.0, -1.0, 0.5, -0.5, 2.5, 40.0, 1e3]
+EDGE_VALUES = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-300, -1e-300, 1e300, -1e300, 700.0, -750.0]
+
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+# -- the graphs -------------------------------------------------------------------------------------
+
+values = st.one_of(st.sampled_from(EDGE_VALUES), st.floats(-4.0, 4.0, allow_nan=False))
+step = st.one_of(
+    st.tuples(st.just("unary"), st.sampled_from(UNARY), st.integers(0, 10 ** 6)),
+    st.tuples(st.just("binary"), st.sampled_from(BINARY), st.integers(0, 10 ** 6), st.integers(0, 10 ** 6)),
+    st.tuples(st.just("powc"), st.sampled_from(EXPONENTS), st.integers(0, 10 ** 6)),
+    st.tuples(st.just("const"), st.sampled_from(["add", "mul", "div", "rsub"]), st.integers(0, 10 ** 6),
+              values),
+)
+graphs = st.tuples(st.lists(values, min_size=1, max_size=3), st.lists(step, min_size=1, max_size=12))
+
+
+def build(leaves, steps, make):
+    """The graph as terms made by `make(name, value)`; nodes[-1] is the output. Operands are
+    picked among all earlier nodes, so graphs share subexpressions (x * x included)."""
+    nodes = [make(f"x{k}", v) for k, v in enumerate(leaves)]
+    for s in steps:
+        pick = lambda r: nodes[r % len(nodes)]  # noqa: E731
+        kind = s[0]
+        if kind == "unary":
+            a = pick(s[2])
+            nodes.append(-a if s[1] == "neg" else getattr(a, s[1])())
+        elif kind == "binary":
+            a, b = pick(s[2]), pick(s[3])
+            op = s[1]
+            if op in ("add", "sub", "mul", "div"):
+                nodes.append({"add": a + b, "sub": a - b, "mul": a * b, "div": a / b}[op])
+            else:
+                nodes.append(getattr(a, op)(b))
+        elif kind == "powc":
+            nodes.append(pick(s[2]) ** s[1])
+        else:
+            a, c = pick(s[2]), s[3]
+            nodes.append({"add": lambda: a + c, "mul": lambda: c * a, "div": lambda: a / c,
+                          "rsub": lambda: c - a}[s[1]]())
+    return nodes
+
+
+# -- the oracle: values with IEEE results, partials from the textbook -------------------------------
+
+def _div(a, b):
+    try:
+        return a / b
+    except ZeroDivisionError:
+        if a != a or a == 0.0:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _odd_int(b):
+    return math.isfinite(b) and b == math.floor(b) and b % 2 == 1
+
+
+def _pow(a, b):
+    try:
+        return math.pow(a, b)
+    except OverflowError:
+        return -math.inf if a < 0 and _odd_int(b) else math.inf
+    except ValueError:
+        if a == 0.0:
+            return -math.inf if math.copysign(1.0, a) < 0 and _odd_int(b) else math.inf
+        return math.nan
+
+
+def _libm(f):
+    def g(a):
+        try:
+            return f(a)
+        except ValueError:
+            return math.nan
+        except OverflowError:
+            return math.inf
+    return g
+
+
+def _log(a):
+    if a == 0.0:
+        return -math.inf
+    return math.nan if a < 0 else math.log(a)
+
+
+def _sqrt(a):
+    return math.nan if a < 0 else math.sqrt(a)
+
+
+def _sigmoid(a):
+    if a != a:
+        return a
+    if a >= 0:
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
+    return e / (1.0 + e)
+
+
+VALUE = {
+    "neg": lambda a: -a, "sin": _libm(math.sin), "cos": _libm(math.cos), "tan": _libm(math.tan),
+    "exp": _libm(math.exp), "log": _log, "sqrt": _sqrt, "tanh": math.tanh, "sigmoid": _sigmoid,
+    "relu": lambda a: 0.0 if a <= 0 else a, "abs": abs, "square": lambda a: a * a,
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": _div,
+    "pow": _pow, "powc": _pow, "atan2": math.atan2,
+    "maximum": lambda a, b: a + b if a != a or b != b else (a if a > b else b),
+    "minimum": lambda a, b: a + b if a != a or b != b else (a if a < b else b),
+}
+
+
+# tanh' and sigmoid' from the op's value (1 - t^2, s (1 - s)), as the library and PyTorch write
+# them: in the tails they round to 0 where the textbook 1/cosh^2 does not (docs/GUARANTEES.md).
+def _dtanh(a):
+    t = math.tanh(a)
+    return 1.0 - t * t
+
+
+def _dsigmoid(a):
+    s = _sigmoid(a)
+    return s * (1.0 - s)
+
+
+PARTIALS = {  # (d/da, d/db) from the operands
+    "neg": lambda a, b: (-1.0, 0.0),
+    "sin": lambda a, b: (math.cos(a), 0.0),
+    "cos": lambda a, b: (-math.sin(a), 0.0),
+    "tan": lambda a, b: (1.0 / math.cos(a) ** 2, 0.0),
+    "exp": lambda a, b: (_libm(math.exp)(a), 0.0),
+    "log": lambda a, b: (_div(1.0, a), 0.0),
+    "sqrt": lambda a, b: (_div(0.5, _sqrt(a)), 0.0),
+    "tanh": lambda a, b: (_dtanh(a), 0.0),
+    "sigmoid": lambda a, b: (_dsigmoid(a), 0.0),
+    "relu": lambda a, b: (1.0 if a > 0 else 0.0, 0.0),
+    "abs": lambda a, b: (1.0 if a > 0 else (-1.0 if a < 0 else 0.0), 0.0),
+    "square": lambda a, b: (a + a, 0.0),
+    "powc": lambda a, b: (0.0 if b == 0 else b * _pow(a, b - 1.0), 0.0),
+    "add": lambda a, b: (1.0, 1.0),
+    "sub": lambda a, b: (1.0, -1.0),
+    "mul": lambda a, b: (b, a),
+    "div": lambda a, b: (_div(1.0, b), _div(-a, b * b)),
+    "pow": lambda a, b: (0.0 if b == 0 else b * _pow(a, b - 1.0),
+                         0.0 if _pow(a, b) == 0 else _pow(a, b) * _log(a)),
+    "atan2": lambda a, b: (_div(b, a * a + b * b), _div(-a, a * a + b * b)),
+    "maximum": lambda a, b: _pick(a > b, b > a, a, b),
+    "minimum": lambda a, b: _pick(a < b, b < a, a, b),
+}
+
+
+def _pick(a_wins, b_wins, a, b):
+    if a_wins:
+        return 1.0, 0.0
+    if b_wins:
+        return 0.0, 1.0
+    if a == b:
+        return 0.5, 0.5
+    return (1.0, 0.0) if a != a else (0.0, 1.0)
+
+
+def _moderate(x):
+    return x == 0.0 or 1e-150 < abs(x) < 1e150
+
+
+def _on_kink(op, a, b):
+    return ((op in ("relu", "abs") and a == 0.0) or (op in ("maximum", "minimum") and a == b)
+            or (op in ("pow", "powc") and a <= 0.0) or (op in ("sqrt", "log") and a <= 0.0)
+            or (op == "atan2" and a == 0.0 and b == 0.0))
+
+
+class Oracle:
+    """Records the graph in creation order as ("leaf", value) or (op, a, b, exponent) with operand
+    positions a, b (b None for unary ops; exponent only for powc), then sweeps it."""
+
+    def __init__(self):
+        self.nodes = []
+
+    def make(self, name, value):
+        return _ONode(self, self._add(("leaf", float(value))))
+
+    def _add(self, node):
+        self.nodes.append(node)
+        return len(self.nodes) - 1
+
+    def run(self, output):
+        """(values, grads, scale, clean): scale is the reverse sweep of |partials| (the size of
+        the terms summed into each gradient, which bounds its rounding); clean says every value,
+        partial and gradient is finite and no op sits on a kink."""
+        n = output + 1
+        vals = []
+        for node in self.nodes[:n]:
+            if node[0] == "leaf":
+                vals.append(node[1])
+            elif node[0] == "powc":
+                vals.append(_pow(vals[node[1]], node[3]))
+            elif node[2] is None:
+                vals.append(VALUE[node[0]](vals[node[1]]))
+            else:
+                vals.append(VALUE[node[0]](vals[node[1]], vals[node[2]]))
+        grads, scale = [0.0] * n, [0.0] * n
+        grads[output] = scale[output] = 1.0
+        reached = [False] * n  # the output's cone: PyTorch runs every backward function in it
+        reached[output] = True
+        clean = True
+        for i in range(output, -1, -1):
+            node = self.nodes[i]
+            if node[0] == "leaf" or not reached[i]:
+                continue
+            op, a, b, c = node
+            reached[a] = True
+            if b is not None:
+                reached[b] = True
+            va = vals[a]
+            vb = c if op == "powc" else (vals[b] if b is not None else 0.0)
+            if _on_kink(op, va, vb):
+                clean = False
+            try:
+                da, db = PARTIALS[op](va, vb)
+            except (ValueError, OverflowError):  # math's domain errors: not finite in C
+                da = db = math.nan
+            if not (_moderate(da) and _moderate(db)):
+                clean = False  # even under a zero gradient (PyTorch makes 0 * inf = NaN there)
+            for j, d in ((a, da), (b, db)):
+                if j is None or d == 0.0:
+                    continue
+                if grads[i] != 0.0:  # a gradient that cancelled to 0 here may be a residue there
+                    grads[j] += grads[i] * d
+                scale[j] += scale[i] * abs(d)
+        # Clean also means moderate: no number so big or small that an implementation computing a
+        # partial through a square or a product (PyTorch's atan2: 1 / (a^2 + b^2)) overflows or
+        # underflows where another does not.
+        clean = clean and all(_moderate(v) for v in vals) and all(_moderate(g) for g in grads)
+        return vals, grads, scale, clean
+
+
+class _ONode:
+    """An oracle node with the term API that build() uses."""
+
+    def __init__(self, oracle, i):
+        self.o, self.i = oracle, i
+
+    def _bin(self, op, other, swap=False):
+        if not isinstance(other, _ONode):
+            other = _ONode(self.o, self.o._add(("leaf", float(other))))
+        a, b = (other, self) if swap else (self, other)
+        return _ONode(self.o, self.o._add((op, a.i, b.i, None)))
+
+    def _un(self, op):
+        return _ONode(self.o, self.o._add((op, self.i, None, None)))
+
+    def __add__(self, o): return self._bin("add", o)  # noqa: E704
+    def __radd__(self, o): return self._bin("add", o, True)  # noqa: E704
+    def __sub__(self, o): return self._bin("sub", o)  # noqa: E704
+    def __rsub__(self, o): return self._bin("sub", o, True)  # noqa: E704
+    def __mul__(self, o): return self._bin("mul", o)  # noqa: E704
+    def __rmul__(self, o): return self._bin("mul", o, True)  # noqa: E704
+    def __truediv__(self, o): return self._bin("div", o)  # noqa: E704
+    def __neg__(self): return self._un("neg")  # noqa: E704
+
+    def __pow__(self, c):
+        """x ** c with a constant exponent: not differentiated in c."""
+        return _ONode(self.o, self.o._add(("powc", self.i, None, float(c))))
+
+    def __getattr__(self, op):
+        if op in UNARY:
+            return lambda: self._un(op)
+        if op in BINARY:
+            return lambda other: self._bin(op, other)
+        raise AttributeError(op)
+
+
+# -- comparisons ------------------------------------------------------------------------------------
+
+def same_float(x, y):
+    return x == y or (x != x and y != y)
+
+
+def close(x, y, bound):
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return same_float(x, y)
+    return abs(x - y) <= bound
+
+
+def kinds(leaves, steps):
+    out = {}
+    tape = rg.Tape()
+    for name, make in (("tape", tape.term), ("rc", rg.RcTerm), ("term", rg.Term)):
+        nodes = build(leaves, steps, make)
+        y = nodes[-1]
+        value = y.eval()
+        y.backprop()
+        leaf_terms = nodes[:len(leaves)]
+        grads = [t.grad if t.grad is not None else 0.0 for t in leaf_terms]
+        derived = [y.derive(t) for t in leaf_terms]
+        out[name] = (value, grads, derived, [t.data for t in nodes])
+    return out
+
+
+def oracle_run(leaves, steps):
+    """(values by node, leaf gradients, their scales, clean, oracle position of each node)."""
+    o = Oracle()
+    nodes = build(leaves, steps, o.make)
+    vals, grads, scale, clean = o.run(nodes[-1].i)
+    first = nodes[:len(leaves)]
+    return vals, [grads[n.i] for n in first], [scale[n.i] for n in first], clean, [n.i for n in nodes]
+
+
+# -- the tests --------------------------------------------------------------------------------------
+
+@SETTINGS
+@given(graphs)
+def test_the_three_kinds_agree_everywhere(graph):
+    leaves, steps = graph
+    got = kinds(leaves, steps)
+    scale = oracle_run(leaves, steps)[2]
+    t_value, t_grads, t_derived, t_data = got["tape"]
+    for name in ("rc", "term"):
+        value, grads, derived, data = got[name]
+        assert same_float(value, t_value), name
+        # Nodes outside the output's cone: None on the lazy kinds, computed on Term (eager).
+        assert all(same_float(a, b) for a, b in zip(data, t_data) if a is not None and b is not None), name
+        assert [d is None for d in data] == [d is None for d in t_data] or name == "term"
+        # The same op table; only the order in which a shared operand's gradient terms are added
+        # may differ: rounding, bounded by the sum of the terms' sizes (the oracle's scale).
+        for a, b, sc in zip(grads + derived, t_grads + t_derived, scale + scale):
+            if math.isfinite(sc) and sc < 1e290:
+                assert close(a, b, 1e-12 * sc), (name, a, b, sc)
+            else:  # overflowing terms: another order may overflow elsewhere, never unNaN a NaN
+                assert math.isnan(a) == math.isnan(b), (name, a, b, sc)
+
+
+@SETTINGS
+@given(graphs)
+def test_values_match_the_oracle_everywhere_and_gradients_where_clean(graph):
+    leaves, steps = graph
+    value, grads, derived, data = kinds(leaves, steps)["tape"]
+    vals, o_grads, scale, clean, index = oracle_run(leaves, steps)
+    assert all(same_float(d, vals[i]) for d, i in zip(data, index) if d is not None)  # same libm
+    assert data[-1] is not None
+    if clean:
+        # The oracle's partials are written from the operands (1 / cos^2 for tan's 1 + tan^2,
+        # ...): rounding apart, bounded relative to the sum of the sizes of the summed terms.
+        for g, d, og, sc in zip(grads, derived, o_grads, scale):
+            bound = 1e-10 * sc + 1e-300
+            assert abs(g - og) <= bound, (g, og, sc)
+            assert abs(d - og) <= bound, (d, og, sc)
+
+
+class _TorchTerm:
+    """torch tensors dressed as terms (methods of the term API), so build() makes the same graph."""
+    torch = None
+
+    def __init__(self, t):
+        self.t = t
+
+    @staticmethod
+    def _t(x):
+        return x.t if isinstance(x, _TorchTerm) else x
+
+    def __add__(self, o): return _TorchTerm(self.t + self._t(o))
+    def __radd__(self, o): return _TorchTerm(self._t(o) + self.t)
+    def __sub__(self, o): return _TorchTerm(self.t - self._t(o))
+    def __rsub__(self, o): return _TorchTerm(self._t(o) - self.t)
+    def __mul__(self, o): return _TorchTerm(self.t * self._t(o))
+    def __rmul__(self, o): return _TorchTerm(self._t(o) * self.t)
+    def __truediv__(self, o): return _TorchTerm(self.t / self._t(o))
+    def __neg__(self): return _TorchTerm(-self.t)
+    def __pow__(self, c): return _TorchTerm(self.t ** c)
+
+    def __getattr__(self, op):
+        torch = _TorchTerm.torch
+        if op in UNARY:
+            return lambda: _TorchTerm(getattr(torch, op)(self.t))
+        if op in BINARY:
+            return lambda other: _TorchTerm(getattr(torch, op)(self.t, self._t(other)))
+        raise AttributeError(op)
+
+
+def torch_run(torch, leaves, steps):
+    _TorchTerm.torch = torch
+    xs = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in leaves]
+    it = iter(xs)
+    nodes = build(leaves, steps, lambda name, v: _TorchTerm(next(it)))
+    y = nodes[-1].t
+    grads = torch.autograd.grad(y, xs, allow_unused=True) if y.requires_grad else [None] * len(xs)
+    return ([n.t.item() for n in nodes],
+            [0.0 if g is None else g.item() for g in grads])
+
+
+@SETTINGS
+@given(graphs)
+def test_pytorch_float64_agrees_where_clean(graph):
+    torch = pytest.importorskip("torch")
+    leaves, steps = graph
+    value, grads, derived, data = kinds(leaves, steps)["tape"]
+    vals, o_grads, scale, clean, index = oracle_run(leaves, steps)
+    t_vals, t_grads = torch_run(torch, leaves, steps)
+    sqrt_powers = any(s[0] == "powc" and abs(s[1]) == 0.5 for s in steps)
+    for d, t in zip(data, t_vals):
+        if d is None:
+            continue
+        # torch's kernels are not libm: values to a few ulp; NaN in the same places. (Signed zeros
+        # may differ: docs/GUARANTEES.md.)
+        # (PyTorch computes x ** 0.5 and x ** -0.5 as sqrt and rsqrt: NaN at -inf where C's pow
+        # gives inf or 0.)
+        assert math.isnan(d) == math.isnan(t) or sqrt_powers, (d, t)
+        if clean:
+            assert close(d, t, 1e-12 * max(abs(d), abs(t)) + 1e-300), (d, t)
+    if clean:
+        for g, tg, sc in zip(grads, t_grads, scale):
+            # PyTorch writes some partials differently (div: -g * a / (b * b)), so terms that
+            # cancel exactly here (x / x) may leave a residue of rounding size there.
+            assert abs(g - tg) <= 1e-10 * sc + 1e-12 * max(1.0, abs(g)), (g, tg, sc)
