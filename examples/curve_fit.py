@@ -2,11 +2,14 @@
 
 Data: x_i = i / 10 for i in -40..39, y_i = 0.75 exp(-(x_i - 1.2)^2 / 0.35). Model:
 g = scale * exp(-((x - mu) * (x - mu)) / sigma / sigma), loss = (g - y)^2 per sample. Each epoch
-keeps the model's parameters fixed while every sample's gradient (times the rate) is subtracted from
-copies, which become the next epoch's parameters. Writes the animated fit, the parameter history
-(PNG and CSV) and the graph.
+keeps the model's parameters fixed while every sample's gradient (times the rate) is subtracted,
+giving the next epoch's parameters. The tape is recorded once for one sample and replayed over all
+80 samples at once (batched: x and y hold the sample arrays), one eval() + backprop() per epoch.
+Writes the animated fit, the parameter history (PNG and CSV) and the graph.
 """
 import math
+
+import numpy as np
 
 import _common
 import rustograd_cy as rg
@@ -26,7 +29,7 @@ TRUTH = [truth(x) for x in SAMPLES]
 
 
 class Model:
-    """The seed's expression, built once on a tape and replayed for every sample."""
+    """The seed's per-sample expression, built once on a tape and replayed over many samples."""
 
     def __init__(self):
         tape = rg.Tape()
@@ -34,9 +37,11 @@ class Model:
         self.mu = tape.term("mu", INIT[0])
         self.sigma = tape.term("sigma", INIT[1])
         self.scale = tape.term("scale", INIT[2])
+        self.params = [self.mu, self.sigma, self.scale]
         x_mu = self.x - self.mu
+        # np.exp takes a number (one sample) as well as an array (a batch of samples).
         self.gaussian = self.scale * (-(x_mu * x_mu) / self.sigma / self.sigma).apply(
-            "exp", math.exp, math.exp)
+            "exp", np.exp, np.exp)
         self.sample_y = tape.term("y", 0.0)
         diff = self.gaussian - self.sample_y
         self.loss = diff * diff
@@ -46,45 +51,40 @@ class Model:
         self.sigma.set(sigma)
         self.scale.set(scale)
 
-    def epoch(self, mu, sigma, scale):
-        """One epoch of the seed's descent from (mu, sigma, scale): returns the next parameters."""
-        self.set_params(mu, sigma, scale)
-        for x, y in zip(SAMPLES, TRUTH):
-            self.x.set(x)
-            self.sample_y.set(y)
-            self.loss.eval()
-            self.loss.backprop()
-            mu -= RATE * self.mu.grad
-            sigma -= RATE * self.sigma.grad
-            scale -= RATE * self.scale.grad
-        return mu, sigma, scale
+    def values(self):
+        """The current (mu, sigma, scale)."""
+        return tuple(p.data for p in self.params)
 
-    def total_loss(self, mu, sigma, scale):
-        self.set_params(mu, sigma, scale)
-        total = 0.0
-        for x, y in zip(SAMPLES, TRUTH):
-            self.x.set(x)
-            self.sample_y.set(y)
-            total += self.loss.eval()
-        return total
+    def set_samples(self, xs=SAMPLES, ys=TRUTH):
+        """x and y hold whole arrays: the tape is batched, loss.eval() returns one loss per sample."""
+        self.x.set(xs)
+        self.sample_y.set(ys)
 
     def curve(self, params, xs):
+        """The model's gaussian at each of `xs` for `params` (one batched eval)."""
         self.set_params(*params)
-        values = []
-        for x in xs:
-            self.x.set(x)
-            values.append(self.gaussian.eval())
-        return values
+        self.sample_y.set(0.0)  # the gaussian does not read y; x alone sets the batch to len(xs)
+        self.x.set(xs)
+        return self.gaussian.eval().tolist()
 
 
 def fit(epochs=EPOCHS, model=None):
     """Run `epochs` epochs from INIT: returns [(epoch, mu, sigma, scale, loss)], epoch 0 = INIT."""
     model = model or Model()
-    params = INIT
-    history = [(0, *params, model.total_loss(*params))]
-    for i in range(1, epochs + 1):
-        params = model.epoch(*params)
-        history.append((i, *params, model.total_loss(*params)))
+    model.set_params(*INIT)
+    model.set_samples()
+    opt = rg.optim.SGD(model.params, lr=RATE)  # p -= RATE * p.grad for each parameter, in C
+    history = []
+    for i in range(epochs + 1):
+        losses = model.loss.eval()  # the 80 per-sample losses at this epoch's parameters
+        history.append((i, *model.values(), float(losses.sum())))
+        if i == epochs:
+            break
+        # backprop() differentiates the sum of the 80 losses: each parameter's .grad is the sum of
+        # its per-sample gradients, all at this epoch's fixed parameters -- exactly what the seed's
+        # loop subtracts sample by sample (only the summation order differs, ~1e-15).
+        model.loss.backprop()
+        opt.step()
     return history
 
 
@@ -147,6 +147,7 @@ def main(argv=None):
     _common.frames_to_gif(images, args.out / "curve_fit.gif")
 
     # The graph at the start of the descent, where the gradients are far from zero.
+    # x and y set back to numbers: the tape is per-sample again, its graph the seed's.
     model.set_params(*INIT)
     model.x.set(1.0)
     model.sample_y.set(truth(1.0))

@@ -3,9 +3,12 @@
 Truth: 0.75 exp(-(x - 0.8)^2 / 0.35) + 0.5 exp(-(x + 0.3)^2 / 0.5) at x_i = i / 10, i in -40..39.
 The model shares x between the two Gaussians (one node with two consumers) and squares (x - mu_k)
 by multiplying it with itself (two edges into the product): both show in the graph.
-Same descent as curve_fit.py: 500 epochs at rate 0.01 from mu0 = -1, mu1 = 1, sigma = scale = 1.
+Same descent as curve_fit.py: 500 epochs at rate 0.01 from mu0 = -1, mu1 = 1, sigma = scale = 1,
+each epoch one batched eval() + backprop() over all 80 samples and one rg.optim.SGD step.
 """
 import math
+
+import numpy as np
 
 import _common
 import rustograd_cy as rg
@@ -34,7 +37,8 @@ class Model:
             sigma = tape.term(f"sigma{i}", 1.0)
             scale = tape.term(f"scale{i}", 1.0)
             x_mu = self.x - mu
-            g = scale * (-(x_mu * x_mu) / sigma / sigma).apply("exp", math.exp, math.exp)
+            # np.exp takes a number (one sample) as well as an array (a batch of samples).
+            g = scale * (-(x_mu * x_mu) / sigma / sigma).apply("exp", np.exp, np.exp)
             return (mu, sigma, scale), g
 
         params0, self.g0 = gaussian(0)
@@ -49,39 +53,48 @@ class Model:
         for term, value in zip(self.params, values):
             term.set(value)
 
-    def epoch(self, values):
-        self.set_params(values)
-        values = list(values)
-        for x, y in zip(SAMPLES, TRUTH):
-            self.x.set(x)
-            self.sample_y.set(y)
-            self.loss.eval()
-            self.loss.backprop()
-            for k, term in enumerate(self.params):
-                values[k] -= RATE * term.grad
-        return tuple(values)
+    def values(self):
+        return tuple(term.data for term in self.params)
+
+    def set_samples(self, xs=SAMPLES, ys=TRUTH):
+        """x and y hold whole arrays: the tape is batched, loss.eval() returns one loss per sample."""
+        self.x.set(xs)
+        self.sample_y.set(ys)
 
     def curves(self, values, xs):
-        """(g0, g1, y) at each x for the parameters `values`."""
+        """(g0, g1, y), each an array of the values at `xs`, for the parameters `values`."""
         self.set_params(values)
-        rows = []
-        for x in xs:
-            self.x.set(x)
-            self.y.eval()
-            rows.append((self.g0.data, self.g1.data, self.y.data))
-        return rows
+        self.sample_y.set(0.0)  # the model does not read y; x alone sets the batch to len(xs)
+        self.x.set(xs)
+        self.y.eval()  # one batched sweep; .data of an inner node is then its array of values
+        return self.g0.data, self.g1.data, self.y.data
+
+
+def train(epochs=EPOCHS, model=None, progress=iter):
+    """Run `epochs` epochs from INIT: returns [(epoch, parameters)] at the epochs to draw."""
+    model = model or Model()
+    model.set_params(INIT)
+    model.set_samples()
+    opt = rg.optim.SGD(model.params, lr=RATE)  # p -= RATE * p.grad for each parameter, in C
+    history = [(0, INIT)]
+    for i in progress(range(1, epochs + 1)):
+        model.loss.eval()
+        # backprop() differentiates the sum of the 80 losses: each parameter's .grad is the sum of
+        # its per-sample gradients, all at this epoch's fixed parameters -- exactly what the seed's
+        # loop subtracts sample by sample (only the summation order differs, ~1e-15).
+        model.loss.backprop()
+        opt.step()
+        if history[-1][0] * 1.1 < i or i <= 10 or i == epochs:
+            history.append((i, model.values()))
+    return history
 
 
 def main(argv=None):
     args = _common.options(__doc__.splitlines()[0], argv)
     epochs = QUICK_EPOCHS if args.quick else EPOCHS
     model = Model()
-    history = [(0, INIT)]
-    values = INIT
-    for i in _common.progress(range(1, epochs + 1), "peak separation epochs"):
-        values = model.epoch(values)
-        if history[-1][0] * 1.1 < i or i <= 10 or i == epochs:
-            history.append((i, values))
+    history = train(epochs, model, lambda steps: _common.progress(steps, "peak separation epochs"))
+    values = history[-1][1]
     names = ("mu0", "sigma0", "scale0", "mu1", "sigma1", "scale1")
     print("final: " + ", ".join(f"{n} = {v:.6f}" for n, v in zip(names, values)))
 
@@ -90,7 +103,7 @@ def main(argv=None):
     fig, ax = plt.subplots(figsize=(6.4, 4))
     images = []
     for t, vals in _common.progress(history, "peak_separation.gif frames"):
-        g0, g1, y = zip(*model.curves(vals, xs))
+        g0, g1, y = model.curves(vals, xs)
         ax.clear()
         ax.plot(SAMPLES, TRUTH, "o", ms=3, color="tab:blue", label="samples")
         ax.plot(xs, g0, "--", color="tab:orange", label="g0")
@@ -104,8 +117,10 @@ def main(argv=None):
     plt.close(fig)
     _common.frames_to_gif(images, args.out / "peak_separation.gif")
 
+    # x and y set back to numbers: the tape is per-sample again, its graph the seed's.
     model.set_params(INIT)
     model.x.set(0.0)
+    model.sample_y.set(0.0)
     model.y.eval()
     model.y.backprop()
     _common.save_graph(model.y, args.out, "peak_separation_graph", show_values=False)
