@@ -177,6 +177,8 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
     finally:
         tape._busy = False
     cone.valid_epoch = epoch
+    if tape._check_finite or anomaly_on():
+        tape._scan(cone, tape.b.value, size, False, "eval()", "value")
     return 0
 
 
@@ -254,6 +256,9 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
         raise
     finally:
         tape._busy = False
+    if tape._check_finite or anomaly_on():  # the gradients stay, for a look at them
+        tape._scan(cone, tape.b.value, size, False, "backprop()", "value")
+        tape._scan(cone, tape.b.grad, size, True, "backprop()", "gradient")
     return 0
 
 
@@ -289,6 +294,9 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
                     if tl[s] != 0.0 and d[s] != 0.0:
                         ti[s] = d[s] * tl[s]
             pos += 1
+        if tape._check_finite or anomaly_on():
+            tape._scan(cone, tape.b.value, size, False, "derive()", "value")
+            tape._scan(cone, tangent, size, False, "derive()", "tangent")
         return _row(tangent, size, output)
     finally:
         tape._busy = False

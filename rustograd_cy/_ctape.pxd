@@ -51,7 +51,8 @@ cdef extern from "rg_tape.h" nogil:
     rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index stop)
     rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_index n,
                         rg_index var, double *tangent)
-    rg_index rg_first_nonfinite(const double *x, const rg_index *cone, rg_index n, int descending)
+    rg_index rg_first_nonfinite(const double *x, int64_t width, const rg_index *cone, rg_index n,
+                                int descending)
     void rg_reset_stamps(rg_tape *t)
 
 cdef extern from "rg_batch.h" nogil:

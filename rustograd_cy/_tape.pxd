@@ -1,5 +1,6 @@
 # The tape and its term proxy. Bodies in _tape.pyx; shipped so other Cython code can cimport them.
 from rustograd_cy._ctape cimport rg_batch, rg_index, rg_stamp, rg_tape
+from libc.stdint cimport int64_t
 
 
 cdef class _Cone:
@@ -34,7 +35,8 @@ cdef class Tape:
     cdef int _backward(self, rg_index output, object callback) except -1
     cdef double _tangent(self, rg_index output, rg_index var) except? -1.0
     cdef int _set(self, rg_index index, object value) except -1
-    cdef int _scan(self, _Cone cone, const double *x, bint descending, str caller, str quantity) except -1
+    cdef int _scan(self, _Cone cone, const double *x, int64_t width, bint descending, str caller,
+                   str quantity) except -1
 
 
 cdef class TapeTerm:

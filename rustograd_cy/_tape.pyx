@@ -5,7 +5,7 @@ with the GIL, and the sweep resumes after it.
 """
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.math cimport copysign
+from libc.math cimport copysign, isfinite
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t, uint8_t
@@ -397,7 +397,7 @@ cdef class Tape:
             self._busy = False
         cone.valid_epoch = epoch
         if self._check_finite or anomaly_on():
-            self._scan(cone, self.c.value, False, "eval()", "value")
+            self._scan(cone, self.c.value, 1, False, "eval()", "value")
         return 0
 
     cdef int _backward(self, rg_index output, object callback) except -1:
@@ -441,8 +441,8 @@ cdef class Tape:
         finally:
             self._busy = False
         if self._check_finite or anomaly_on():  # the gradients stay, for a look at them
-            self._scan(cone, self.c.value, False, "backprop()", "value")
-            self._scan(cone, self.c.grad, True, "backprop()", "gradient")
+            self._scan(cone, self.c.value, 1, False, "backprop()", "value")
+            self._scan(cone, self.c.grad, 1, True, "backprop()", "gradient")
         return 0
 
     cdef double _tangent(self, rg_index output, rg_index var) except? -1.0:
@@ -471,22 +471,29 @@ cdef class Tape:
                 tangent[i] = d
                 pos += 1
             if self._check_finite or anomaly_on():
-                self._scan(cone, self.c.value, False, "derive()", "value")
-                self._scan(cone, tangent, False, "derive()", "tangent")
+                self._scan(cone, self.c.value, 1, False, "derive()", "value")
+                self._scan(cone, tangent, 1, False, "derive()", "tangent")
             return tangent[output]
         finally:
             self._busy = False
             PyMem_Free(tangent)
 
-    cdef int _scan(self, _Cone cone, const double *x, bint descending, str caller, str quantity) except -1:
-        # The anomaly check (rg.detect_anomaly(), check_finite). It keeps the GIL, so no other
-        # thread can grow the tape under it; it runs only when asked for.
-        cdef rg_index pos = rg_first_nonfinite(x, cone.idx, cone.n, descending)
+    cdef int _scan(self, _Cone cone, const double *x, int64_t width, bint descending, str caller,
+                   str quantity) except -1:
+        # The anomaly check (rg.detect_anomaly(), check_finite) over rows of `width` values per node
+        # (1, or the batch size). It keeps the GIL, so no other thread can grow the tape under it;
+        # it runs only when asked for.
+        cdef rg_index pos = rg_first_nonfinite(x, width, cone.idx, cone.n, descending)
         if pos < 0:
             return 0
         cdef rg_index i = cone.idx[pos]
+        cdef const double *row = x + <int64_t>i * width
+        cdef int64_t s = 0
+        while isfinite(row[s]):
+            s += 1
         op = OPS[self.c.op[i]][0] if self.c.op[i] != RG_APPLY else f"apply {self._names[i]!r}"
-        raise non_finite_error(caller, quantity, i, self._label(i), op, x[i])
+        where = caller if width == 1 else f"{caller} (sample {s} of the batch)"
+        raise non_finite_error(where, quantity, i, self._label(i), op, row[s])
 
     cdef double _callable_result(self, object result, rg_index i) except? -1.0:
         return callable_result(result, self._names[i], i)

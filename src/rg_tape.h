@@ -88,7 +88,8 @@ rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_ind
 /* Position of the first node of cone[0..n) (the last, with `descending`) whose entry in `x` (values,
  * gradients or tangents, indexed by node) is NaN or infinite, or -1. The anomaly check: run only
  * when it is enabled, after a sweep. */
-rg_index rg_first_nonfinite(const double *x, const rg_index *cone, rg_index n, int descending);
+rg_index rg_first_nonfinite(const double *x, int64_t width, const rg_index *cone, rg_index n,
+                            int descending);
 
 /* Clears every stamp (used when the epoch counter wraps around). */
 void rg_reset_stamps(rg_tape *t);

@@ -482,3 +482,26 @@ def test_backprop_of_a_new_leaf_in_batch_mode():
     leaves[-1].backprop()
     assert leaves[-1].grad == 2.0  # d(sum over 2 samples of n)/dn
     assert leaves[-1].eval().tolist() == [1.0, 1.0]
+
+
+def test_anomaly_check_in_batch_mode_names_node_and_sample():
+    tape = rg.Tape()
+    x = tape.term("x", 1.0)
+    y = x.log() * 2.0
+    x.set(np.array([1.0, 4.0, -1.0]))
+    tape.check_finite = True
+    with pytest.raises(rg.NonFiniteError, match=r"eval\(\) \(sample 2 of the batch\).*'log\(x\)'"):
+        y.eval()
+    x.set(np.array([1.0, 0.0, 2.0]))
+    tape.check_finite = False
+    np.testing.assert_array_equal(y.eval(), [0.0, -np.inf, 2.0 * np.log(2.0)])
+    with rg.detect_anomaly():
+        with pytest.raises(rg.NonFiniteError, match=r"sample 1 of the batch"):
+            y.backprop()
+        with pytest.raises(rg.NonFiniteError, match=r"derive\(\) \(sample 1"):
+            y.derive(x)
+    x.set(np.array([1.0, 2.0, 3.0]))
+    with rg.detect_anomaly():  # all finite: no error, same numbers as without the check
+        np.testing.assert_array_equal(y.eval(), 2.0 * np.log([1.0, 2.0, 3.0]))
+        y.backprop()
+        np.testing.assert_array_equal(x.grad, 2.0 / np.array([1.0, 2.0, 3.0]))
