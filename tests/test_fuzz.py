@@ -6,7 +6,7 @@ negative inputs to log and sqrt, huge and tiny magnitudes, large exponents), and
 - a pure-Python oracle written here (textbook partials, in terms of the operands) and PyTorch in
   float64 (when installed) where the graph is clean: every value, partial and adjoint finite and no
   op on a kink (relu/abs at 0, ties of maximum/minimum, pow/powc at base 0 or below, atan2 at the
-  origin). Off clean graphs the conventions differ by design; docs/GUARANTEES.md lists how.
+  origin). Off clean graphs the conventions differ by design; the README's GUARANTEES lists how.
 """
 import math
 
@@ -131,7 +131,7 @@ VALUE = {
 
 
 # tanh' and sigmoid' from the op's value (1 - t^2, s (1 - s)), as the library and PyTorch write
-# them: in the tails they round to 0 where the textbook 1/cosh^2 does not (docs/GUARANTEES.md).
+# them: in the tails they round to 0 where the textbook 1/cosh^2 does not (the README's GUARANTEES).
 def _dtanh(a):
     t = math.tanh(a)
     return 1.0 - t * t
@@ -420,7 +420,7 @@ def test_pytorch_float64_agrees_where_clean(graph):
         if d is None:
             continue
         # torch's kernels are not libm: values to a few ulp; NaN in the same places. (Signed zeros
-        # may differ: docs/GUARANTEES.md.)
+        # may differ: the README's GUARANTEES.)
         # (PyTorch computes x ** 0.5 and x ** -0.5 as sqrt and rsqrt: NaN at -inf where C's pow
         # gives inf or 0.)
         assert math.isnan(d) == math.isnan(t) or sqrt_powers, (d, t)
