@@ -1,20 +1,11 @@
 """sin and its first four derivatives, and a Gaussian's, built as graphs with gen_graph().
 
-Writes out/higher_order.png. RUSTOGRAD_QUICK=1 uses fewer points; RUSTOGRAD_OUT picks the folder.
+Writes out/higher_order.png (or --out DIR); --quick (or RUSTOGRAD_QUICK=1) uses fewer points.
 """
 import math
-import os
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-import rustograd_cy as rg  # noqa: E402
-
-QUICK = os.environ.get("RUSTOGRAD_QUICK") == "1"
-OUT = Path(os.environ.get("RUSTOGRAD_OUT", "out"))
+import _common
+import rustograd_cy as rg
 
 
 def derivatives(y, x, n):
@@ -33,8 +24,10 @@ def sample(terms, x, xs):
     return list(zip(*rows))
 
 
-def main():
-    n_points = 41 if QUICK else 401
+def main(argv=None):
+    args = _common.options(__doc__.splitlines()[0], argv)
+    plt = _common.pyplot()
+    n_points = 41 if args.quick else 401
     xs = [-2 * math.pi + 4 * math.pi * i / (n_points - 1) for i in range(n_points)]
     gs = [-4 + 8 * i / (n_points - 1) for i in range(n_points)]
 
@@ -61,11 +54,8 @@ def main():
         ax.axhline(0, color="gray", lw=0.5)
         ax.set_xlabel("x")
     fig.tight_layout()
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "higher_order.png"
-    fig.savefig(path, dpi=80 if QUICK else 110)
-    plt.close(fig)
-    print(f"wrote {path}")
+    path = args.out / "higher_order.png"
+    _common.save_figure(fig, path)
     return [path]
 
 

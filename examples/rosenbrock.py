@@ -1,21 +1,12 @@
 """Newton's method on the Rosenbrock function with rg.grad and rg.hessian.
 
-Prints the iterations and writes out/rosenbrock.png (the path over the contours).
-RUSTOGRAD_QUICK=1 draws a coarser picture; RUSTOGRAD_OUT picks the folder.
+Prints the iterations and writes out/rosenbrock.png (the path over the contours), or into --out DIR;
+--quick (or RUSTOGRAD_QUICK=1) draws a coarser picture.
 """
-import os
-from pathlib import Path
-
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-import rustograd_cy as rg  # noqa: E402
-
-QUICK = os.environ.get("RUSTOGRAD_QUICK") == "1"
-OUT = Path(os.environ.get("RUSTOGRAD_OUT", "out"))
+import _common
+import rustograd_cy as rg
 
 
 def rosenbrock(v):
@@ -39,9 +30,11 @@ def newton(start, tol=1e-12, max_iter=50):
     return np.array(path)
 
 
-def main():
+def main(argv=None):
+    args = _common.options(__doc__.splitlines()[0], argv)
+    plt = _common.pyplot()
     path = newton([-1.2, 1.0])
-    n = 120 if QUICK else 400
+    n = 120 if args.quick else 400
     gx, gy = np.meshgrid(np.linspace(-2, 2, n), np.linspace(-3.5, 3, n))
     z = (1 - gx) ** 2 + 100 * (gy - gx ** 2) ** 2
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -53,11 +46,8 @@ def main():
     ax.set_ylabel("y")
     ax.legend(loc="upper center")
     fig.tight_layout()
-    OUT.mkdir(parents=True, exist_ok=True)
-    out = OUT / "rosenbrock.png"
-    fig.savefig(out, dpi=80 if QUICK else 110)
-    plt.close(fig)
-    print(f"wrote {out}")
+    out = args.out / "rosenbrock.png"
+    _common.save_figure(fig, out)
     return [out]
 
 
