@@ -68,13 +68,17 @@ cdef int _drop_grads(Tape tape) except -1:
     return 0
 
 
-cdef int _reserve_rows(Tape tape, int64_t rows) except -1:
-    cdef int err = rg_batch_reserve(&tape.b, rows)
+cdef int _reserve_in(rg_batch *b, int64_t rows) except -1:
+    cdef int err = rg_batch_reserve(b, rows)
     if err == RG_EOVERFLOW:
-        raise OverflowError(f"{rows} nodes x {tape.b.size} samples do not fit in memory addresses")
+        raise OverflowError(f"{rows} nodes x {b.size} samples do not fit in memory addresses")
     if err:
-        raise MemoryError(f"no memory for {rows} nodes x {tape.b.size} samples of batch rows")
+        raise MemoryError(f"no memory for {rows} nodes x {b.size} samples of batch rows")
     return 0
+
+
+cdef int _reserve_rows(Tape tape, int64_t rows) except -1:
+    return _reserve_in(&tape.b, rows)
 
 
 cdef int _ndim(object value):
@@ -99,6 +103,7 @@ cdef int _set_array(Tape tape, rg_index index, object value) except -1:
     if arr.ndim == 0:
         return _set_scalar(tape, index, float(arr))
     cdef int64_t size = arr.shape[0]
+    cdef rg_batch fresh
     if tape.b.size == 0 or size != tape.b.size:
         others = tape._array_leaves - {index}
         if others:
@@ -108,9 +113,15 @@ cdef int _set_array(Tape tape, rg_index index, object value) except -1:
                 f"array of that length), so set() needs an array of {tape.b.size}, not {size}; to "
                 f"change the batch size, set every array leaf to a number first"
             )
-        rg_batch_reset(&tape.b, size)
+        # Allocate the new rows before dropping anything, so a failure leaves the tape as it was.
+        memset(&fresh, 0, sizeof(fresh))
+        fresh.size = size
+        _reserve_in(&fresh, tape.c.size)
+        rg_batch_free(&tape.b)
+        tape.b = fresh
         _drop_grads(tape)
-    _reserve_rows(tape, tape.c.size)
+    else:
+        _reserve_rows(tape, tape.c.size)
     cdef double[::1] view = arr
     memcpy(tape.b.value + <int64_t>index * size, &view[0], <size_t>size * sizeof(double))
     tape.b.fixed[index] = 1

@@ -63,7 +63,6 @@ cdef extern from "rg_batch.h" nogil:
         int64_t size
         rg_index rows
 
-    void rg_batch_reset(rg_batch *b, int64_t size)
     void rg_batch_free(rg_batch *b)
     int rg_batch_reserve(rg_batch *b, int64_t rows)
     rg_index rg_forward_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,

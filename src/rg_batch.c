@@ -20,11 +20,6 @@ void rg_batch_free(rg_batch *b) {
     memset(b, 0, sizeof *b);
 }
 
-void rg_batch_reset(rg_batch *b, int64_t size) {
-    rg_batch_free(b);
-    b->size = size;
-}
-
 int rg_batch_reserve(rg_batch *b, int64_t rows) {
     if (rows <= b->rows) return RG_OK;
     if (rows > RG_MAX_NODES) return RG_EOVERFLOW;

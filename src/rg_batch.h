@@ -24,8 +24,6 @@ typedef struct {
     rg_index rows;  /* rows allocated */
 } rg_batch;
 
-/* Frees the rows (if any) and starts over with `size` samples per row and no rows. */
-void rg_batch_reset(rg_batch *b, int64_t size);
 void rg_batch_free(rg_batch *b);
 
 /* Grows to at least `rows` rows by doubling, keeping the contents; new rows are not fixed.
