@@ -76,9 +76,13 @@ cdef class SGD:
     def step(self):
         """Update every parameter from its gradient of the last backprop(); values become stale."""
         _ready(self.tape, self._idx)
-        with nogil:
-            rg_sgd_step(&self.tape.c, <rg_index *>&self._idx[0], <rg_index>self._idx.shape[0],
-                        self.lr, self.momentum, &self._velocity[0])
+        self.tape._busy = True  # hold the tape: a push from another thread would move value[]
+        try:
+            with nogil:
+                rg_sgd_step(&self.tape.c, <rg_index *>&self._idx[0], <rg_index>self._idx.shape[0],
+                            self.lr, self.momentum, &self._velocity[0])
+        finally:
+            self.tape._busy = False
         self.tape._next_epoch()
 
 
@@ -107,8 +111,12 @@ cdef class Adam:
         cdef double b1 = self.betas[0], b2 = self.betas[1]
         _ready(self.tape, self._idx)
         self.steps += 1
-        with nogil:
-            rg_adam_step(&self.tape.c, <rg_index *>&self._idx[0], <rg_index>self._idx.shape[0],
-                         self.lr, b1, b2, self.eps, 1.0 - b1 ** self.steps, 1.0 - b2 ** self.steps,
-                         &self._m[0], &self._v[0])
+        self.tape._busy = True  # hold the tape: a push from another thread would move value[]
+        try:
+            with nogil:
+                rg_adam_step(&self.tape.c, <rg_index *>&self._idx[0], <rg_index>self._idx.shape[0],
+                             self.lr, b1, b2, self.eps, 1.0 - b1 ** self.steps,
+                             1.0 - b2 ** self.steps, &self._m[0], &self._v[0])
+        finally:
+            self.tape._busy = False
         self.tape._next_epoch()
