@@ -140,8 +140,9 @@ cdef int _set_scalar(Tape tape, rg_index index, double v) except -1:
     return 0
 
 
-cdef int _write_row(Tape tape, rg_index i, object result, str what) except -1:
-    """Stores a callable's result (a number or B numbers) as row i; a wrong shape names the node."""
+cdef object _callable_row(Tape tape, rg_index i, object result, str what):
+    """apply node i's callable result (a number or B numbers) as B float64s; a wrong shape names
+    the node. `what` is "function" or "derivative"."""
     cdef int64_t size = tape.b.size
     where = f"the {what} of apply({tape._names[i]!r}) (node {i})"
     try:
@@ -149,10 +150,16 @@ cdef int _write_row(Tape tape, rg_index i, object result, str what) except -1:
     except TypeError as exc:
         raise TypeError(f"{exc}; in batch mode it gets a 1-D array and must return one") from None
     if arr.ndim == 0:
-        arr = np.full(size, float(arr))
-    elif arr.shape[0] != size:
+        return np.full(size, float(arr))
+    if arr.shape[0] != size:
         raise ValueError(f"{where} returned {arr.shape[0]} values for a batch of {size}")
-    cdef double[::1] view = arr
+    return arr
+
+
+cdef int _write_row(Tape tape, rg_index i, object result, str what) except -1:
+    """Stores a callable's result as row i (see _callable_row)."""
+    cdef int64_t size = tape.b.size
+    cdef double[::1] view = _callable_row(tape, i, result, what)
     memcpy(tape.b.value + <int64_t>i * size, &view[0], <size_t>size * sizeof(double))
     return 0
 
@@ -204,26 +211,12 @@ cdef int _apply_reverse(Tape tape, rg_index i) except -1:
         return 0  # as in the scalar sweep, df is not called when the adjoint is 0
     df = tape._funcs[i][1]
     result = df(_row(tape.b.value, size, lhs))
-    arr = _derivative_row(tape, i, result)
+    arr = _callable_row(tape, i, result, "derivative")
     d = arr
     for s in range(size):
         if g[s] != 0.0 and d[s] != 0.0:  # as in the C sweeps: zero adjoints and partials add nothing
             gl[s] += g[s] * d[s]
     return 0
-
-
-cdef object _derivative_row(Tape tape, rg_index i, object result):
-    cdef int64_t size = tape.b.size
-    where = f"the derivative of apply({tape._names[i]!r}) (node {i})"
-    try:
-        arr = _as_batch(result, where)
-    except TypeError as exc:
-        raise TypeError(f"{exc}; in batch mode it gets a 1-D array and must return one") from None
-    if arr.ndim == 0:
-        return np.full(size, float(arr))
-    if arr.shape[0] != size:
-        raise ValueError(f"{where} returned {arr.shape[0]} values for a batch of {size}")
-    return arr
 
 
 cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
@@ -300,7 +293,8 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
             ti = tangent + <int64_t>i * size
             memset(ti, 0, <size_t>size * sizeof(double))
             if _any_nonzero(tl, size):  # as in the scalar sweep, df is not called otherwise
-                d = _derivative_row(tape, i, tape._funcs[i][1](_row(tape.b.value, size, lhs)))
+                d = _callable_row(tape, i, tape._funcs[i][1](_row(tape.b.value, size, lhs)),
+                                  "derivative")
                 for s in range(size):
                     if tl[s] != 0.0 and d[s] != 0.0:
                         ti[s] = d[s] * tl[s]
