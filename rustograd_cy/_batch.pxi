@@ -174,7 +174,7 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
     _reserve_rows(tape, <int64_t>output + 1)  # nodes built since the last sweep
     tape._busy = True
     try:
-        if callback is None and not tape._funcs:  # all in C: chunked, maybe threaded
+        if callback is None and not cone.has_apply:  # all in C: chunked, maybe threaded
             with nogil:
                 rg_forward_batch_all(&tape.c, &tape.b, cone.idx, cone.n, threads)
         else:  # one chunk of all samples, so a callable sees the whole batch at once
@@ -234,7 +234,7 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
             memset(tape.c.grad, 0, <size_t>tape.c.size * sizeof(double))
             memset(tape.b.grad, 0, <size_t>tape.b.rows * <size_t>size * sizeof(double))
         tape._grad_output = output
-        if callback is None and not tape._funcs:
+        if callback is None and not cone.has_apply:
             with nogil:
                 rg_reverse_batch_all(&tape.c, &tape.b, cone.idx, cone.n, threads)
         else:

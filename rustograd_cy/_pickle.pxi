@@ -27,13 +27,13 @@ cdef dict _tape_state(Tape tape):
                     f"callables are stored by reference, so use a module-level function, not a "
                     f"lambda or a local function ({exc})"
                 ) from None
-    valid = np.zeros(n, dtype=np.bool_)
-    for i in range(n):
-        valid[i] = not rg_is_leaf(tape.c.op[i]) and tape.c.stamp[i] == tape.c.epoch
+    # Computed nodes whose value is current (one vectorised pass: tapes can hold 10^7 nodes).
+    ops = _buffer(tape.c.op, n, np.uint8)
+    valid = (ops > RG_CONST) & (_buffer(tape.c.stamp, n, np.uint32) == tape.c.epoch)
     scalar_grads = tape._grad_output >= 0 and tape.b.size == 0
     return {
         "format": PICKLE_FORMAT,
-        "op": _buffer(tape.c.op, n, np.uint8),
+        "op": ops,
         "lhs": _buffer(tape.c.lhs, n, np.int32),
         "rhs": _buffer(tape.c.rhs, n, np.int32),
         "value": _buffer(tape.c.value, n, np.float64),

@@ -7,6 +7,7 @@ cdef class _Cone:
     cdef rg_index *idx              # ascending indices of the nodes the output depends on
     cdef rg_index n                 # their count; idx[n - 1] is the output itself
     cdef rg_stamp valid_epoch       # epoch in which all of the cone's values were last known current
+    cdef bint has_apply             # an apply() node (a Python callable) is among them
 
 
 cdef class Tape:

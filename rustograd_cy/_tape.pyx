@@ -276,6 +276,12 @@ cdef class Tape:
         cone.idx = <rg_index *>realloc(idx, <size_t>cone.n * sizeof(rg_index))
         if cone.idx == NULL:  # shrinking failed: keep the larger block
             cone.idx = idx
+        cdef rg_index pos
+        if self._funcs:
+            for pos in range(cone.n):
+                if self.c.op[cone.idx[pos]] == RG_APPLY:
+                    cone.has_apply = True
+                    break
         if len(self._cones) >= MAX_CACHED_CONES:
             del self._cones[next(iter(self._cones))]
         self._cones[output] = cone
