@@ -77,6 +77,27 @@ static void forward_op(int op, double *restrict v, const double *a, const double
 static void reverse_op(int op, const double *restrict v, const double *restrict a,
                        const double *restrict c, const double *restrict g, double *ga, double *gc,
                        int64_t s0, int64_t s1) {
+    /* x * x and friends: both operands are one row. Without this case the compiler's alias check
+     * sends such loops to scalar code; here both adds land in the same order as the scalar sweep's. */
+    if (ga == gc && RG_OP_INFO[op].arity == 2) {
+        switch (op) {
+#define RG_REVERSE_SAME_ROW_CASE(code, name, arity, infix)                                         \
+    case RG_##code:                                                                                \
+        for (int64_t s = s0; s < s1; s++) {                                                        \
+            double da, db, gs = g[s];                                                              \
+            rg_partials(RG_##code, a[s], c[s], v[s], &da, &db);                                    \
+            double pa = gs * da, pc = gs * db, acc = ga[s];                                        \
+            acc += gs != 0.0 && da != 0.0 ? pa : 0.0;                                              \
+            acc += gs != 0.0 && db != 0.0 ? pc : 0.0;                                              \
+            ga[s] = acc;                                                                           \
+        }                                                                                          \
+        break;
+            RG_OP_LIST(RG_REVERSE_SAME_ROW_CASE)
+#undef RG_REVERSE_SAME_ROW_CASE
+            default: break;
+        }
+        return;
+    }
     switch (op) {
 #define RG_REVERSE_CASE(code, name, arity, infix)                                                  \
     case RG_##code:                                                                                \
