@@ -177,33 +177,9 @@ def test_gradients_agree_to_the_bit_when_each_node_is_used_at_most_twice(program
 
 # -- the seed's examples ---------------------------------------------------------------------------
 
+# (the numbers of the seed's first examples, for every kind: tests/test_seed.py)
+
 NODE_KINDS = (rg.RcTerm, rg.Term)
-
-
-@pytest.mark.parametrize("cls", NODE_KINDS)
-def test_seed_derive_and_backprop(cls):
-    a, b, c = cls("a", 123.0), cls("b", 321.0), cls("c", 42.0)
-    abc = (a + b) * c
-    assert abc.eval() == 18648.0
-    assert (abc.derive(a), abc.derive(b), abc.derive(c)) == (42.0, 42.0, 444.0)
-    d = cls("d", 2.0)
-    abcd = abc / d
-    assert abcd.eval() == 9324.0
-    abcd.backprop()
-    assert (a.grad, b.grad, c.grad, d.grad) == (21.0, 21.0, 222.0, -18648.0 / 4)
-    assert abcd.name == "(a + b) * c / d"
-
-
-@pytest.mark.parametrize("cls", NODE_KINDS)
-def test_seed_apply_sine(cls):
-    a = cls("a", 0.0)
-    sin_a = a.apply("sin", math.sin, math.cos)
-    for i in range(-10, 11):
-        x = i / 10 * math.pi
-        a.set(x)
-        assert sin_a.eval() == math.sin(x)
-        assert sin_a.derive(a) == math.cos(x)
-    assert sin_a.name == "sin(a)"
 
 
 def model():
