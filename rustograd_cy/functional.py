@@ -22,15 +22,10 @@ inputs, since terms have no truth value (`if x > 0` on a term raises). It is NOT
 inspects values while recording (`x.eval()`, `x.data`, a Python `if` on them): the tape holds only
 the branch taken on the first call. Pass `retrace=True` to record f afresh on every call.
 """
-import numbers
-
 import numpy as np
 
 from rustograd_cy._tape import Tape, TapeTerm
-
-
-def _is_real(x):
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+from rustograd_cy.functions import is_real as _is_real
 
 
 class _Trace:

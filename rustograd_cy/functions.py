@@ -11,8 +11,13 @@ def _is_term(x):
     return hasattr(x, "_constant_like")
 
 
+def is_real(x):
+    """Python and numpy real numbers, but not bool (True + x is almost always a mistake)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
 def _number(x, fname):
-    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+    if is_real(x):
         return float(x)
     raise TypeError(f"{fname}() takes a term or a real number, not {type(x).__name__}")
 
