@@ -2,7 +2,9 @@
 # tape is batched (tape.b.size > 0). The sweeps themselves are src/rg_batch.c.
 #
 # The rule: a leaf set() to a 1-D array of length B puts the tape in batch mode with B samples; every
-# leaf not holding an array is broadcast. The tape is batched while at least one leaf holds an array:
+# leaf not holding an array is broadcast. Nodes that do not depend on an array leaf ("uniform" ones,
+# such as a penalty on the weights) are computed once per sweep, as numbers; their .data and .grad
+# are numbers (the gradient summed over the batch), like a scalar leaf's. The tape is batched while at least one leaf holds an array:
 # setting the last one back to a number returns it to scalar mode and frees the rows. Switching mode
 # or batch size drops gradients (`.grad` is None until the next backprop()).
 import numpy as np
@@ -81,6 +83,26 @@ cdef int _reserve_rows(Tape tape, int64_t rows) except -1:
     return _reserve_in(&tape.b, rows)
 
 
+cdef int _prepare(Tape tape, rg_index output) except -1:
+    """Rows for nodes up to `output` (some may be new since the last sweep), each known to be varying
+    or uniform."""
+    _reserve_rows(tape, <int64_t>output + 1)
+    rg_batch_classify(&tape.c, &tape.b, output + 1)
+    return 0
+
+
+cdef inline bint _varies(Tape tape, rg_index i):
+    """Whether node i has per-sample values (call _prepare(tape, i) first)."""
+    return tape.b.varying[i] != 0
+
+
+cdef object _operand_row(Tape tape, rg_index i):
+    """Node i's B values as a new ndarray: its row, or its one value repeated."""
+    if _varies(tape, i):
+        return _row(tape.b.value, tape.b.size, i)
+    return np.full(tape.b.size, tape.c.value[i])
+
+
 cdef int _ndim(object value):
     try:
         return np.ndim(value)
@@ -124,7 +146,9 @@ cdef int _set_array(Tape tape, rg_index index, object value) except -1:
         _reserve_rows(tape, tape.c.size)
     cdef double[::1] view = arr
     memcpy(tape.b.value + <int64_t>index * size, &view[0], <size_t>size * sizeof(double))
-    tape.b.fixed[index] = 1
+    if not tape.b.fixed[index]:
+        tape.b.fixed[index] = 1
+        tape.b.classified = 0  # what depends on this leaf now varies
     tape._array_leaves.add(index)
     return 0
 
@@ -134,6 +158,7 @@ cdef int _set_scalar(Tape tape, rg_index index, double v) except -1:
     if index in tape._array_leaves:
         tape._array_leaves.discard(index)
         tape.b.fixed[index] = 0
+        tape.b.classified = 0
         if not tape._array_leaves:  # the last array leaf: back to scalar mode
             rg_batch_free(&tape.b)
             _drop_grads(tape)
@@ -170,22 +195,26 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
     cdef rg_index pos = 0, end, stop, i
     cdef int64_t size = tape.b.size
     cdef int threads = _num_threads
+    cdef int err = 0
     tape._check_idle()
-    _reserve_rows(tape, <int64_t>output + 1)  # nodes built since the last sweep
+    _prepare(tape, output)
     tape._busy = True
     try:
         if callback is None and not cone.has_apply:  # all in C: chunked, maybe threaded
             with nogil:
-                rg_forward_batch_all(&tape.c, &tape.b, cone.idx, cone.n, threads)
+                err = rg_forward_batch_all(&tape.c, &tape.b, cone.idx, cone.n, threads)
+            if err:
+                raise MemoryError("no memory for the batched sweep's scratch space")
         else:  # one chunk of all samples, so a callable sees the whole batch at once
             while pos < cone.n:
                 end = cone.n if callback is None else pos + 1
                 with nogil:
-                    stop = rg_forward_batch(&tape.c, &tape.b, cone.idx, pos, end, 0, size)
+                    stop = rg_forward_batch(&tape.c, &tape.b, cone.idx, pos, end, 0, size,
+                                            RG_SWEEP_BOTH)
                 if stop < end:
                     i = cone.idx[stop]
                     f = tape._funcs[i][0]
-                    _write_row(tape, i, f(_row(tape.b.value, size, tape.c.lhs[i])), "function")
+                    _write_row(tape, i, f(_operand_row(tape, tape.c.lhs[i])), "function")
                     stop += 1
                 pos = stop
                 if callback is not None:
@@ -196,8 +225,21 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
         tape._busy = False
     cone.valid_epoch = epoch
     if tape._check_finite or anomaly_on():
-        tape._scan(cone, tape.b.value, size, False, "eval()", "value")
+        _scan_batch(tape, cone, tape.b.value, tape.c.value, False, "eval()", "value")
     return 0
+
+
+cdef int _scan_batch(Tape tape, _Cone cone, const double *rows, const double *scalars,
+                     bint descending, str caller, str quantity) except -1:
+    """The anomaly check over a batched sweep's results: rows of varying nodes, numbers of uniform ones."""
+    cdef rg_index pos = rg_first_nonfinite_batch(&tape.b, rows, scalars, cone.idx, cone.n, descending)
+    if pos < 0:
+        return 0
+    cdef rg_index i = cone.idx[pos]
+    if _varies(tape, i):
+        return tape._raise_non_finite(i, rows + <int64_t>i * tape.b.size, tape.b.size, caller, quantity)
+    where = "the same for every sample" if quantity == "value" else "summed over the batch"
+    return tape._raise_non_finite(i, scalars + i, 1, f"{caller} ({where})", quantity)
 
 
 cdef int _apply_reverse(Tape tape, rg_index i) except -1:
@@ -207,15 +249,22 @@ cdef int _apply_reverse(Tape tape, rg_index i) except -1:
     cdef double *g = tape.b.grad + <int64_t>i * size
     cdef double *gl = tape.b.grad + <int64_t>lhs * size
     cdef double[::1] d
+    cdef double total = 0.0
+    cdef bint varies = _varies(tape, lhs)
     if not _any_nonzero(g, size):
         return 0  # as in the scalar sweep, df is not called when the adjoint is 0
     df = tape._funcs[i][1]
-    result = df(_row(tape.b.value, size, lhs))
+    result = df(_operand_row(tape, lhs))
     arr = _callable_row(tape, i, result, "derivative")
     d = arr
     for s in range(size):
         if g[s] != 0.0 and d[s] != 0.0:  # as in the C sweeps: zero adjoints and partials add nothing
-            gl[s] += g[s] * d[s]
+            if varies:
+                gl[s] += g[s] * d[s]
+            else:
+                total += g[s] * d[s]
+    if not varies:
+        tape.c.grad[lhs] += total  # a uniform operand's gradient is the sum over the batch
     return 0
 
 
@@ -224,9 +273,11 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
     cdef rg_index pos, last, stop
     cdef int64_t size = tape.b.size
     cdef int threads = _num_threads
+    cdef int err = 0
+    cdef double *scratch = NULL
     tape._require_values(cone, "backprop()")
     tape._check_idle()
-    _reserve_rows(tape, <int64_t>output + 1)  # a leaf made since the last sweep has no row yet
+    _prepare(tape, output)
     tape._busy = True
     try:
         if tape._grad_output != output:
@@ -236,15 +287,22 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
         tape._grad_output = output
         if callback is None and not cone.has_apply:
             with nogil:
-                rg_reverse_batch_all(&tape.c, &tape.b, cone.idx, cone.n, threads)
+                err = rg_reverse_batch_all(&tape.c, &tape.b, cone.idx, cone.n, threads)
+            if err:
+                raise MemoryError("no memory for the batched sweep's scratch space")
         else:
+            scratch = <double *>PyMem_Malloc(<size_t>size * sizeof(double))
+            if scratch == NULL:
+                raise MemoryError("no memory for the batched sweep's scratch space")
             with nogil:
+                rg_reverse_begin_uniform(&tape.c, &tape.b, cone.idx, cone.n)
                 rg_reverse_begin_batch(&tape.b, cone.idx, cone.n, 0, size)
             pos = cone.n - 1
             while pos >= 0:
                 last = 0 if callback is None else pos
                 with nogil:
-                    stop = rg_reverse_batch(&tape.c, &tape.b, cone.idx, pos, last, 0, size)
+                    stop = rg_reverse_batch(&tape.c, &tape.b, cone.idx, pos, last, 0, size,
+                                            tape.c.grad, scratch, RG_SWEEP_BOTH)
                 if stop >= last:
                     _apply_reverse(tape, cone.idx[stop])
                     stop -= 1
@@ -260,9 +318,10 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
         raise
     finally:
         tape._busy = False
+        PyMem_Free(scratch)
     if tape._check_finite or anomaly_on():  # the gradients stay, for a look at them
-        tape._scan(cone, tape.b.value, size, False, "backprop()", "value")
-        tape._scan(cone, tape.b.grad, size, True, "backprop()", "gradient")
+        _scan_batch(tape, cone, tape.b.value, tape.c.value, False, "backprop()", "value")
+        _scan_batch(tape, cone, tape.b.grad, tape.c.grad, True, "backprop()", "gradient")
     return 0
 
 
@@ -276,7 +335,8 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
     cdef double[::1] d
     tape._require_values(cone, "derive()")
     tape._check_idle()
-    _reserve_rows(tape, <int64_t>output + 1)
+    _prepare(tape, output)
+    rg_fill_uniform_rows(&tape.c, &tape.b, cone.idx, cone.n)  # the tangent sweep reads every row
     cdef double *tangent = <double *>PyMem_Malloc((<size_t>output + 1) * <size_t>size * sizeof(double))
     if tangent == NULL:
         raise MemoryError("no memory for derive()'s tangent rows")
@@ -300,7 +360,7 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
                         ti[s] = d[s] * tl[s]
             pos += 1
         if tape._check_finite or anomaly_on():
-            tape._scan(cone, tape.b.value, size, False, "derive()", "value")
+            _scan_batch(tape, cone, tape.b.value, tape.c.value, False, "derive()", "value")
             tape._scan(cone, tangent, size, False, "derive()", "tangent")
         return _row(tangent, size, output)
     finally:
@@ -308,26 +368,29 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
         PyMem_Free(tangent)
 
 
+cdef object _batch_value(Tape tape, rg_index i):
+    """eval()'s result in batch mode: node i's B values (just computed) as a new ndarray."""
+    return _operand_row(tape, i)
+
+
 cdef object _batch_data(Tape tape, rg_index i):
-    """A node's `.data` in batch mode: a number for leaves not holding an array, else an ndarray."""
+    """A node's `.data` in batch mode: an ndarray for a node that varies across the batch, a number
+    for one that does not (None while stale)."""
+    _prepare(tape, i)
     cdef int op = tape.c.op[i]
-    if rg_is_leaf(op):
-        if tape.b.fixed[i] if i < tape.b.rows else False:
-            return _row(tape.b.value, tape.b.size, i)
-        return tape.c.value[i]
-    if tape.c.stamp[i] == tape.c.epoch and i < tape.b.rows:
+    if not rg_is_leaf(op) and tape.c.stamp[i] != tape.c.epoch:
+        return None
+    if _varies(tape, i):
         return _row(tape.b.value, tape.b.size, i)
-    return None
+    return tape.c.value[i]
 
 
 cdef object _batch_grad(Tape tape, rg_index i):
-    """A node's `.grad` in batch mode: summed over the batch for leaves not holding an array, else
-    per sample."""
-    cdef int op = tape.c.op[i]
+    """A node's `.grad` in batch mode: per sample for a node that varies across the batch, else the
+    sum over the batch."""
     if tape._grad_output < 0:
         return None
-    if rg_is_leaf(op) and not (i < tape.b.rows and tape.b.fixed[i]):
-        return tape.c.grad[i]
-    if i >= tape.b.rows:
-        return np.zeros(tape.b.size)
-    return _row(tape.b.grad, tape.b.size, i)
+    _prepare(tape, i)
+    if _varies(tape, i):
+        return _row(tape.b.grad, tape.b.size, i)
+    return tape.c.grad[i]

@@ -38,6 +38,8 @@ cdef class Tape:
     cdef int _set(self, rg_index index, object value) except -1
     cdef int _scan(self, _Cone cone, const double *x, int64_t width, bint descending, str caller,
                    str quantity) except -1
+    cdef int _raise_non_finite(self, rg_index i, const double *row, int64_t width, str where,
+                               str quantity) except -1
 
 
 cdef class TapeTerm:

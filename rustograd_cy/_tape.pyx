@@ -194,7 +194,7 @@ cdef class Tape:
         """Bytes held by the node buffers (allocated capacity) and the cached cones."""
         cdef _Cone cone
         cdef size_t total = <size_t>self.c.capacity * RG_BYTES_PER_NODE
-        total += <size_t>self.b.rows * (2 * sizeof(double) * <size_t>self.b.size + 1)
+        total += <size_t>self.b.rows * (2 * sizeof(double) * <size_t>self.b.size + 2)
         for cone in self._cones.values():
             total += <size_t>cone.n * sizeof(rg_index)
         return total
@@ -493,12 +493,18 @@ cdef class Tape:
         if pos < 0:
             return 0
         cdef rg_index i = cone.idx[pos]
-        cdef const double *row = x + <int64_t>i * width
+        return self._raise_non_finite(i, x + <int64_t>i * width, width, caller, quantity)
+
+    cdef int _raise_non_finite(self, rg_index i, const double *row, int64_t width, str where,
+                               str quantity) except -1:
+        """NonFiniteError for node i, whose `width` values `row` hold a NaN or infinity (a row of
+        several is a batch's: the error names the first bad sample)."""
         cdef int64_t s = 0
         while isfinite(row[s]):
             s += 1
         op = OPS[self.c.op[i]][0] if self.c.op[i] != RG_APPLY else f"apply {self._names[i]!r}"
-        where = caller if width == 1 else f"{caller} (sample {s} of the batch)"
+        if width > 1:
+            where = f"{where} (sample {s} of the batch)"
         raise non_finite_error(where, quantity, i, self._label(i), op, row[s])
 
     cdef double _callable_result(self, object result, rg_index i) except? -1.0:
@@ -739,7 +745,7 @@ cdef class TapeTerm:
         """
         self.tape._forward(self.index, callback)
         if self.tape.b.size:
-            return _row(self.tape.b.value, self.tape.b.size, self.index)
+            return _batch_value(self.tape, self.index)
         return self.tape.c.value[self.index]
 
     def derive(self, var):

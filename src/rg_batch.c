@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 /* A chunk's value and gradient rows of the whole cone should fit in about this many bytes (L2). */
@@ -17,6 +18,7 @@ void rg_batch_free(rg_batch *b) {
     free(b->value);
     free(b->grad);
     free(b->fixed);
+    free(b->varying);
     memset(b, 0, sizeof *b);
 }
 
@@ -29,14 +31,16 @@ int rg_batch_reserve(rg_batch *b, int64_t rows) {
     if (b->size > 0 && (uint64_t)cap > SIZE_MAX / sizeof(double) / (uint64_t)b->size)
         return RG_EOVERFLOW;
     size_t cells = (size_t)cap * (size_t)b->size;
-    /* Allocate all three before replacing any, so a failure leaves the batch as it was. */
+    /* Allocate all four before replacing any, so a failure leaves the batch as it was. */
     double *value = malloc(cells * sizeof *value);
     double *grad = malloc(cells * sizeof *grad);
     uint8_t *fixed = calloc((size_t)cap, 1);
-    if ((cells > 0 && (value == NULL || grad == NULL)) || fixed == NULL) {
+    uint8_t *varying = calloc((size_t)cap, 1);
+    if ((cells > 0 && (value == NULL || grad == NULL)) || fixed == NULL || varying == NULL) {
         free(value);
         free(grad);
         free(fixed);
+        free(varying);
         return RG_ENOMEM;
     }
     size_t old = (size_t)b->rows * (size_t)b->size;
@@ -45,26 +49,57 @@ int rg_batch_reserve(rg_batch *b, int64_t rows) {
         memcpy(grad, b->grad, old * sizeof *grad);
     }
     memset(grad + old, 0, (cells - old) * sizeof *grad);
-    if (b->rows > 0) memcpy(fixed, b->fixed, (size_t)b->rows);
+    if (b->rows > 0) {
+        memcpy(fixed, b->fixed, (size_t)b->rows);
+        memcpy(varying, b->varying, (size_t)b->rows);
+    }
     free(b->value);
     free(b->grad);
     free(b->fixed);
+    free(b->varying);
     b->value = value;
     b->grad = grad;
     b->fixed = fixed;
+    b->varying = varying;
     b->rows = (rg_index)cap;
     return RG_OK;
 }
 
+void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto) {
+    uint8_t *varying = b->varying;
+    for (rg_index i = b->classified; i < upto; i++) {
+        int o = t->op[i];
+        if (rg_is_leaf(o)) varying[i] = b->fixed[i];
+        else varying[i] = o == RG_APPLY || varying[t->lhs[i]] || varying[t->rhs[i]];
+    }
+    if (upto > b->classified) b->classified = upto;
+}
+
+/* Node i's operands, when i is varying: both have rows, or one of them is uniform (its scalar is
+ * read for every sample). A unary op's operand is varying, since i is. */
+enum { RG_ROWS, RG_UNIFORM_LHS, RG_UNIFORM_RHS };
+
+static int operand_kind(const rg_batch *b, rg_index l, rg_index r) {
+    return !b->varying[l] ? RG_UNIFORM_LHS : !b->varying[r] ? RG_UNIFORM_RHS : RG_ROWS;
+}
+
+/* An operand's values: its row, or its scalar (read for every sample through stride 0). */
+static const double *operand(const rg_tape *t, const rg_batch *b, rg_index k) {
+    return b->varying[k] ? b->value + (int64_t)k * b->size : t->value + k;
+}
+
 /* One op over samples [s0, s1): the switch picks a loop, and inside it rg_value's switch folds away
- * (op is a constant there), leaving a plain loop the compiler can vectorise. v is node i's row, which
- * never overlaps its operands' rows; a and c may be the same row (unary ops, x * x). */
-static void forward_op(int op, double *restrict v, const double *a, const double *c, int64_t s0,
-                       int64_t s1) {
+ * (op is a constant there), leaving a plain loop the compiler can vectorise. The operands are read
+ * at a[s * ia] and c[s * ic], where the strides are constants 1 (a row) or 0 (a uniform scalar),
+ * folded in by inlining. v is node i's row, which never overlaps its operands. */
+static inline __attribute__((always_inline)) void forward_loop(int op, double *restrict v,
+                                                               const double *a, int64_t ia,
+                                                               const double *c, int64_t ic,
+                                                               int64_t s0, int64_t s1) {
     switch (op) {
 #define RG_FORWARD_CASE(code, name, arity, infix)                                                  \
     case RG_##code:                                                                                \
-        for (int64_t s = s0; s < s1; s++) v[s] = rg_value(RG_##code, a[s], c[s]);                  \
+        for (int64_t s = s0; s < s1; s++) v[s] = rg_value(RG_##code, a[s * ia], c[s * ic]);        \
         break;
         RG_OP_LIST(RG_FORWARD_CASE)
 #undef RG_FORWARD_CASE
@@ -72,46 +107,98 @@ static void forward_op(int op, double *restrict v, const double *a, const double
     }
 }
 
-/* The adjoints of one op over samples [s0, s1): ga (and for binary ops gc, which may be the same
- * row) gain g times the partials, except where g or the partial is 0, as in the scalar sweep. */
-static void reverse_op(int op, const double *restrict v, const double *restrict a,
-                       const double *restrict c, const double *restrict g, double *ga, double *gc,
+static void forward_op(int op, int kind, double *restrict v, const double *a, const double *c,
                        int64_t s0, int64_t s1) {
-    /* x * x and friends: both operands are one row. Without this case the compiler's alias check
-     * sends such loops to scalar code; here both adds land in the same order as the scalar sweep's. */
-    if (ga == gc && RG_OP_INFO[op].arity == 2) {
-        switch (op) {
+    if (kind == RG_ROWS) forward_loop(op, v, a, 1, c, 1, s0, s1);
+    else if (kind == RG_UNIFORM_LHS) forward_loop(op, v, a, 0, c, 1, s0, s1);
+    else forward_loop(op, v, a, 1, c, 0, s0, s1);
+}
+
+/* The adjoints of one op over samples [s0, s1): each operand gains g times its partial, except where
+ * g or the partial is 0, as in the scalar sweep. Operands are read as in forward_loop. An operand's
+ * gradient is added to its row, or, with `store_a` (`store_c`), stored: a uniform operand's
+ * per-sample terms go to a scratch row, to be summed. */
+static inline __attribute__((always_inline)) void reverse_loop(
+    int op, const double *restrict v, const double *a, int64_t ia, const double *c, int64_t ic,
+    const double *restrict g, double *restrict ga, int store_a, double *restrict gc, int store_c,
+    int64_t s0, int64_t s1) {
+    switch (op) {
+#define RG_REVERSE_CASE(code, name, arity, infix)                                                  \
+    case RG_##code:                                                                                \
+        for (int64_t s = s0; s < s1; s++) {                                                        \
+            double da, db, gs = g[s];                                                              \
+            rg_partials(RG_##code, a[s * ia], c[s * ic], v[s], &da, &db);                          \
+            double pa = gs * da, pc = gs * db; /* computed unconditionally, so it if-converts */   \
+            double ta = gs != 0.0 && da != 0.0 ? pa : 0.0;                                         \
+            if (store_a) ga[s] = ta;                                                               \
+            else ga[s] += ta;                                                                      \
+            if (arity == 2) {                                                                      \
+                double tc = gs != 0.0 && db != 0.0 ? pc : 0.0;                                     \
+                if (store_c) gc[s] = tc;                                                           \
+                else gc[s] += tc;                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        break;
+        RG_OP_LIST(RG_REVERSE_CASE)
+#undef RG_REVERSE_CASE
+        default: break;
+    }
+}
+
+/* x * x and friends: a binary op whose operands are one row. Without this case the compiler's alias
+ * check sends such loops to scalar code; here both adds land in the same order as the scalar sweep's. */
+static void reverse_same_row(int op, const double *restrict v, const double *restrict a,
+                             const double *restrict g, double *restrict ga, int64_t s0, int64_t s1) {
+    switch (op) {
 #define RG_REVERSE_SAME_ROW_CASE(code, name, arity, infix)                                         \
     case RG_##code:                                                                                \
         for (int64_t s = s0; s < s1; s++) {                                                        \
             double da, db, gs = g[s];                                                              \
-            rg_partials(RG_##code, a[s], c[s], v[s], &da, &db);                                    \
+            rg_partials(RG_##code, a[s], a[s], v[s], &da, &db);                                    \
             double pa = gs * da, pc = gs * db, acc = ga[s];                                        \
             acc += gs != 0.0 && da != 0.0 ? pa : 0.0;                                              \
             acc += gs != 0.0 && db != 0.0 ? pc : 0.0;                                              \
             ga[s] = acc;                                                                           \
         }                                                                                          \
         break;
-            RG_OP_LIST(RG_REVERSE_SAME_ROW_CASE)
+        RG_OP_LIST(RG_REVERSE_SAME_ROW_CASE)
 #undef RG_REVERSE_SAME_ROW_CASE
-            default: break;
-        }
-        return;
-    }
-    switch (op) {
-#define RG_REVERSE_CASE(code, name, arity, infix)                                                  \
-    case RG_##code:                                                                                \
-        for (int64_t s = s0; s < s1; s++) {                                                        \
-            double da, db, gs = g[s];                                                              \
-            rg_partials(RG_##code, a[s], c[s], v[s], &da, &db);                                    \
-            double pa = gs * da, pc = gs * db; /* computed unconditionally, so it if-converts */   \
-            ga[s] += gs != 0.0 && da != 0.0 ? pa : 0.0;                                            \
-            if (arity == 2) gc[s] += gs != 0.0 && db != 0.0 ? pc : 0.0;                            \
-        }                                                                                          \
-        break;
-        RG_OP_LIST(RG_REVERSE_CASE)
-#undef RG_REVERSE_CASE
         default: break;
+    }
+}
+
+/* The sum of x[s0..s1) in 8 interleaved lanes, which vectorise without reassociating anything. */
+static double lane_sum(const double *x, int64_t s0, int64_t s1) {
+    double lane[8] = {0.0};
+    int64_t s = s0;
+    for (; s + 8 <= s1; s += 8)
+        for (int k = 0; k < 8; k++) lane[k] += x[s + k];
+    for (int k = 0; s < s1; s++, k++) lane[k] += x[s];
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+/* Varying node i's reverse step on [s0, s1); a uniform operand's share goes to uniform_grad[]. */
+static void reverse_op(const rg_tape *t, rg_batch *b, rg_index i, int o, int64_t s0, int64_t s1,
+                       double *uniform_grad, double *scratch) {
+    const int64_t B = b->size;
+    rg_index l = t->lhs[i], r = t->rhs[i];
+    const double *v = b->value + (int64_t)i * B, *a = operand(t, b, l), *c = operand(t, b, r);
+    const double *g = b->grad + (int64_t)i * B;
+    double *ga = b->grad + (int64_t)l * B, *gc = b->grad + (int64_t)r * B;
+    int binary = RG_OP_INFO[o].arity == 2;
+    switch (operand_kind(b, l, r)) {
+        case RG_ROWS:
+            if (binary && l == r) reverse_same_row(o, v, a, g, ga, s0, s1);
+            else reverse_loop(o, v, a, 1, c, 1, g, ga, 0, gc, 0, s0, s1);
+            break;
+        case RG_UNIFORM_LHS:
+            reverse_loop(o, v, a, 0, c, 1, g, scratch, 1, gc, 0, s0, s1);
+            uniform_grad[l] += lane_sum(scratch, s0, s1);
+            break;
+        case RG_UNIFORM_RHS: /* a binary op, or powc (its exponent gets nothing) */
+            reverse_loop(o, v, a, 1, c, 0, g, ga, 0, scratch, 1, s0, s1);
+            if (binary) uniform_grad[r] += lane_sum(scratch, s0, s1);
+            break;
     }
 }
 
@@ -159,23 +246,32 @@ rg_index rg_tangent_batch(const rg_tape *t, const rg_batch *b, const rg_index *c
     return n;
 }
 
-rg_index rg_forward_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
-                          rg_index n, int64_t s0, int64_t s1) {
+void rg_fill_uniform_rows(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n) {
     const int64_t B = b->size;
-    double *value = b->value;
+    for (rg_index pos = 0; pos < n; pos++) {
+        rg_index i = cone[pos];
+        if (b->varying[i]) continue;
+        double x = t->value[i], *v = b->value + (int64_t)i * B;
+        for (int64_t s = 0; s < B; s++) v[s] = x;
+    }
+}
+
+rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos, rg_index n,
+                          int64_t s0, int64_t s1, int mode) {
+    const int64_t B = b->size;
     for (; pos < n; pos++) {
         rg_index i = cone[pos];
         int o = t->op[i];
-        double *v = value + (int64_t)i * B;
-        if (rg_is_leaf(o)) {
-            if (!b->fixed[i]) {
-                double x = t->value[i];
-                for (int64_t s = s0; s < s1; s++) v[s] = x;
-            }
+        if (rg_is_leaf(o)) continue; /* a uniform leaf's value is value[i]; a fixed one has its row */
+        rg_index l = t->lhs[i], r = t->rhs[i];
+        if (!b->varying[i]) {
+            if (mode & RG_SWEEP_UNIFORM) t->value[i] = rg_value(o, t->value[l], t->value[r]);
             continue;
         }
+        if (!(mode & RG_SWEEP_VARYING)) continue;
         if (o == RG_APPLY) return pos;
-        forward_op(o, v, value + (int64_t)t->lhs[i] * B, value + (int64_t)t->rhs[i] * B, s0, s1);
+        forward_op(o, operand_kind(b, l, r), b->value + (int64_t)i * B, operand(t, b, l),
+                   operand(t, b, r), s0, s1);
     }
     return n;
 }
@@ -183,40 +279,52 @@ rg_index rg_forward_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, r
 void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1) {
     const int64_t B = b->size;
     for (rg_index pos = 0; pos < n; pos++) {
+        if (!b->varying[cone[pos]]) continue;
         double *g = b->grad + (int64_t)cone[pos] * B;
         memset(g + s0, 0, (size_t)(s1 - s0) * sizeof *g);
     }
+    if (!b->varying[cone[n - 1]]) return;
     double *g = b->grad + (int64_t)cone[n - 1] * B;
     for (int64_t s = s0; s < s1; s++) g[s] = 1.0;
 }
 
-rg_index rg_reverse_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
-                          rg_index stop, int64_t s0, int64_t s1) {
-    const int64_t B = b->size;
-    const double *value = b->value;
-    double *grad = b->grad;
+void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n) {
+    for (rg_index pos = 0; pos < n; pos++)
+        if (!b->varying[cone[pos]]) t->grad[cone[pos]] = 0.0;
+    if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = (double)b->size;
+}
+
+rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
+                          rg_index stop, int64_t s0, int64_t s1, double *uniform_grad,
+                          double *scratch, int mode) {
     for (; pos >= stop; pos--) {
         rg_index i = cone[pos];
         int o = t->op[i];
         if (rg_is_leaf(o)) continue;
+        if (!b->varying[i]) {
+            /* Its varying consumers come later in the cone, so its gradient is complete here. */
+            if (mode & RG_SWEEP_UNIFORM) rg_reverse_node(t, i, o);
+            continue;
+        }
+        if (!(mode & RG_SWEEP_VARYING)) continue;
         if (o == RG_APPLY) return pos;
-        int64_t l = (int64_t)t->lhs[i] * B, r = (int64_t)t->rhs[i] * B;
-        reverse_op(o, value + (int64_t)i * B, value + l, value + r, grad + (int64_t)i * B,
-                   grad + l, grad + r, s0, s1);
+        reverse_op(t, b, i, o, s0, s1, uniform_grad, scratch);
     }
     return stop - 1;
 }
 
 typedef struct {
-    const rg_tape *t;
+    rg_tape *t;
     rg_batch *b;
     const rg_index *cone;
     rg_index n;
     int64_t s0, s1;
     int reverse;
+    double *uniform_grad; /* this job's sums for uniform operands (indexed by node) */
+    double *scratch;      /* b->size doubles */
 } rg_batch_job;
 
-/* A job's samples, a cache-sized chunk at a time. */
+/* A job's samples, a cache-sized chunk at a time: the varying rows only. */
 static void run_job(const rg_batch_job *j) {
     int64_t chunk = RG_BATCH_CACHE_BYTES / (2 * (int64_t)sizeof(double) * (int64_t)j->n);
     if (chunk < RG_BATCH_MIN_CHUNK) chunk = RG_BATCH_MIN_CHUNK;
@@ -224,9 +332,10 @@ static void run_job(const rg_batch_job *j) {
         int64_t e = j->s1 - s < chunk ? j->s1 : s + chunk;
         if (j->reverse) {
             rg_reverse_begin_batch(j->b, j->cone, j->n, s, e);
-            rg_reverse_batch(j->t, j->b, j->cone, j->n - 1, 0, s, e);
+            rg_reverse_batch(j->t, j->b, j->cone, j->n - 1, 0, s, e, j->uniform_grad, j->scratch,
+                             RG_SWEEP_VARYING);
         } else {
-            rg_forward_batch(j->t, j->b, j->cone, 0, j->n, s, e);
+            rg_forward_batch(j->t, j->b, j->cone, 0, j->n, s, e, RG_SWEEP_VARYING);
         }
     }
 }
@@ -236,47 +345,69 @@ static void *thread_main(void *arg) {
     return NULL;
 }
 
-/* Splits the samples into contiguous ranges, one per thread; the calling thread runs the first.
- * Each thread writes only its own samples of each row, so the threads never share a cache line's
- * worth of work except at range edges (ranges start at multiples of 8 samples). */
-static int run_all(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads,
+/* Uniform nodes first (forward) or last (reverse), once, in the calling thread; in between the
+ * varying rows, with the samples split into contiguous ranges, one per thread (the calling thread
+ * runs the first). Each thread writes only its own samples of each row, so the threads never share
+ * a cache line's worth of work except at range edges (ranges start at multiples of 8 samples), and
+ * its own sums for uniform operands, added up in thread order at the end. */
+static int run_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads,
                    int reverse) {
     const int64_t B = b->size;
+    const int output_varies = b->varying[cone[n - 1]];
     int64_t k = threads < 1 ? 1 : threads;
     int64_t by_work = (B * (int64_t)n) / RG_BATCH_MIN_THREAD_WORK;
     if (k > by_work) k = by_work;
     if (k > B / 8) k = B / 8;
     if (k > RG_BATCH_MAX_THREADS) k = RG_BATCH_MAX_THREADS;
     if (k < 1) k = 1;
-    rg_batch_job jobs[RG_BATCH_MAX_THREADS];
-    pthread_t tid[RG_BATCH_MAX_THREADS];
-    int started[RG_BATCH_MAX_THREADS] = {0};
-    int64_t per = (B / k + 7) & ~(int64_t)7;
-    for (int64_t j = 0; j < k; j++) {
-        int64_t s0 = j * per < B ? j * per : B;
-        int64_t s1 = j == k - 1 || (j + 1) * per > B ? B : (j + 1) * per;
-        jobs[j] = (rg_batch_job){t, b, cone, n, s0, s1, reverse};
+    /* Scratch space first, so running out of memory leaves everything as it was. */
+    const int64_t width = (int64_t)cone[n - 1] + 1; /* nodes a uniform sum may be indexed by */
+    double *scratch = NULL, *sums = NULL;
+    if (reverse && output_varies) {
+        scratch = malloc((size_t)k * (size_t)B * sizeof *scratch);
+        sums = k > 1 ? calloc((size_t)(k - 1) * (size_t)width, sizeof *sums) : NULL;
+        if (scratch == NULL || (k > 1 && sums == NULL)) {
+            free(scratch);
+            free(sums);
+            return RG_ENOMEM;
+        }
     }
-    int err = RG_OK;
-    for (int64_t j = 1; j < k; j++) {
-        started[j] = pthread_create(&tid[j], NULL, thread_main, &jobs[j]) == 0;
-        if (!started[j]) err = RG_ENOMEM;
+    if (reverse) rg_reverse_begin_uniform(t, b, cone, n);
+    else rg_forward_batch(t, b, cone, 0, n, 0, 0, RG_SWEEP_UNIFORM);
+    if (output_varies) {
+        rg_batch_job jobs[RG_BATCH_MAX_THREADS];
+        pthread_t tid[RG_BATCH_MAX_THREADS];
+        int started[RG_BATCH_MAX_THREADS] = {0};
+        int64_t per = (B / k + 7) & ~(int64_t)7;
+        for (int64_t j = 0; j < k; j++) {
+            int64_t s0 = j * per < B ? j * per : B;
+            int64_t s1 = j == k - 1 || (j + 1) * per > B ? B : (j + 1) * per;
+            double *own = j == 0 ? t->grad : sums == NULL ? NULL : sums + (j - 1) * width;
+            jobs[j] = (rg_batch_job){t, b, cone, n, s0, s1, reverse, own,
+                                     scratch == NULL ? NULL : scratch + j * B};
+        }
+        for (int64_t j = 1; j < k; j++)
+            started[j] = pthread_create(&tid[j], NULL, thread_main, &jobs[j]) == 0;
+        run_job(&jobs[0]);
+        for (int64_t j = 1; j < k; j++) {
+            if (started[j]) pthread_join(tid[j], NULL);
+            else run_job(&jobs[j]); /* no thread: do its share here */
+        }
+        for (int64_t j = 1; reverse && j < k; j++)
+            for (rg_index pos = 0; pos < n; pos++)
+                if (!b->varying[cone[pos]]) t->grad[cone[pos]] += sums[(j - 1) * width + cone[pos]];
     }
-    run_job(&jobs[0]);
-    for (int64_t j = 1; j < k; j++) {
-        if (started[j]) pthread_join(tid[j], NULL);
-        else run_job(&jobs[j]); /* no thread: do its share here */
-    }
-    return err;
+    if (reverse) rg_reverse_batch(t, b, cone, n - 1, 0, 0, 0, t->grad, NULL, RG_SWEEP_UNIFORM);
+    free(scratch);
+    free(sums);
+    return RG_OK;
 }
 
-int rg_forward_batch_all(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n,
-                         int threads) {
+int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads) {
     return run_all(t, b, cone, n, threads, 0);
 }
 
-int rg_reverse_batch_all(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n,
-                         int threads) {
+int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads) {
     return run_all(t, b, cone, n, threads, 1);
 }
 
@@ -291,10 +422,27 @@ void rg_sum_leaf_grads(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_i
     const int64_t B = b->size;
     for (rg_index pos = 0; pos < n; pos++) {
         rg_index i = cone[pos];
-        if (!rg_is_leaf(t->op[i])) continue;
+        if (!rg_is_leaf(t->op[i]) || !b->varying[i]) continue;
         const double *g = b->grad + (int64_t)i * B;
         double sum = 0.0;
         for (int64_t s = 0; s < B; s++) sum += g[s];
         t->grad[i] = sum;
     }
+}
+
+static int any_nonfinite(const double *x, int64_t count) {
+    for (int64_t s = 0; s < count; s++)
+        if (!isfinite(x[s])) return 1;
+    return 0;
+}
+
+rg_index rg_first_nonfinite_batch(const rg_batch *b, const double *rows, const double *scalars,
+                                  const rg_index *cone, rg_index n, int descending) {
+    for (rg_index k = 0; k < n; k++) {
+        rg_index pos = descending ? n - 1 - k : k, i = cone[pos];
+        if (b->varying[i] ? any_nonfinite(rows + (int64_t)i * b->size, b->size)
+                          : !isfinite(scalars[i]))
+            return pos;
+    }
+    return -1;
 }

@@ -1,13 +1,20 @@
 /* rg_batch.h -- batched replay: the tape's nodes evaluated for B samples at once.
  *
+ * A node is "varying" when it depends on a leaf set to an array (a "fixed" row of per-sample data),
+ * or is an apply node; every other node is "uniform": it has one value for the whole batch. Uniform
+ * nodes are computed once per sweep, as scalars in the tape's value[] and grad[] (a uniform node's
+ * gradient is the sum over the batch of its per-sample gradients). Varying nodes have rows.
+ *
  * Layout is node-major: row i (node i's B values) is value[i * size .. i * size + size), and the same
- * for grad. Every node of a swept cone has a row. Leaves whose row holds per-sample data ("fixed"
- * rows, set from an array) keep it; every other leaf and constant is broadcast from the scalar tape's
- * value[] into its row by the forward sweep, so a scalar leaf can change without touching the batch.
+ * for grad. Rows are allocated for every node; a uniform node's row is written only when a caller
+ * asks for it (rg_fill_uniform_rows).
  *
  * The sweeps loop op-outer, sample-inner: the op's switch sits outside a contiguous loop over the
  * samples [s0, s1), which the compiler vectorises for the arithmetic ops. They reuse rg_value and
- * rg_partials from rg_ops.h, so each sample's arithmetic is exactly the scalar sweep's.
+ * rg_partials from rg_ops.h, so each sample's arithmetic is exactly the scalar sweep's: values equal
+ * a per-sample loop's bit for bit. A uniform node's gradient is a sum over the samples formed in a
+ * different order than a per-sample loop's (in 8 lanes, per chunk and thread), so it agrees with
+ * that loop to rounding.
  */
 #ifndef RG_BATCH_H
 #define RG_BATCH_H
@@ -17,12 +24,17 @@
 #include "rg_tape.h"
 
 typedef struct {
-    double *value;  /* node-major rows of `size` values */
-    double *grad;   /* node-major rows of per-sample adjoints */
-    uint8_t *fixed; /* fixed[i]: row i holds per-sample data set by the caller (array leaves) */
-    int64_t size;   /* samples per row, B; 0 when the tape is in scalar mode */
-    rg_index rows;  /* rows allocated */
+    double *value;    /* node-major rows of `size` values */
+    double *grad;     /* node-major rows of per-sample adjoints */
+    uint8_t *fixed;   /* fixed[i]: row i holds per-sample data set by the caller (array leaves) */
+    uint8_t *varying; /* varying[i]: node i has a row (see above); valid for i < classified */
+    int64_t size;     /* samples per row, B; 0 when the tape is in scalar mode */
+    rg_index rows;    /* rows allocated */
+    rg_index classified; /* nodes whose varying[] is up to date; set to 0 when fixed[] changes */
 } rg_batch;
+
+/* What a sweep covers: the rows of varying nodes, the scalars of uniform nodes, or both. */
+enum { RG_SWEEP_VARYING = 1, RG_SWEEP_UNIFORM = 2, RG_SWEEP_BOTH = 3 };
 
 void rg_batch_free(rg_batch *b);
 
@@ -30,40 +42,60 @@ void rg_batch_free(rg_batch *b);
  * RG_OK, RG_ENOMEM or RG_EOVERFLOW; on failure the batch is unchanged. */
 int rg_batch_reserve(rg_batch *b, int64_t rows);
 
-/* Forward sweep over cone[pos..n) for samples [s0, s1): leaves that are not fixed and constants get
- * their scalar value broadcast, other nodes are computed. Stops at an apply node and returns its
- * position (its row is left to the caller), or returns n. Stamps nothing. */
-rg_index rg_forward_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
-                          rg_index n, int64_t s0, int64_t s1);
+/* Brings varying[] up to date for nodes [0, upto) (upto <= rows); cheap when it already is. */
+void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto);
 
-/* Zeroes the cone's gradient rows on [s0, s1) and seeds the output's (cone[n - 1]) with 1. */
+/* Forward sweep over cone[pos..n): with RG_SWEEP_UNIFORM, uniform nodes get their value[]; with
+ * RG_SWEEP_VARYING, varying nodes get their rows on samples [s0, s1). Stops at an apply node and
+ * returns its position (its row is left to the caller), or returns n. Stamps nothing. */
+rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos, rg_index n,
+                          int64_t s0, int64_t s1, int mode);
+
+/* Zeroes the cone's varying gradient rows on [s0, s1) and, if the output (cone[n - 1]) is varying,
+ * seeds its row with 1. */
 void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1);
 
-/* Reverse sweep over cone positions pos, pos - 1, ..., stop for samples [s0, s1): as rg_reverse,
- * per sample (a zero adjoint is not propagated). Returns the position of the first apply node met,
- * or stop - 1 when done. */
-rg_index rg_reverse_batch(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
-                          rg_index stop, int64_t s0, int64_t s1);
+/* Zeroes the cone's uniform gradients (grad[]) and, if the output is uniform, seeds it with B (the
+ * derivative of the sum over the batch). */
+void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n);
+
+/* Reverse sweep over cone positions pos, pos - 1, ..., stop, as rg_reverse per sample (a zero
+ * adjoint or partial is not propagated). With RG_SWEEP_VARYING, varying nodes' rows on [s0, s1)
+ * propagate to their operands' rows, and to uniform operands' entries of `uniform_grad` (indexed by
+ * node) as sums over those samples; `scratch` holds s1 - s0 doubles. With RG_SWEEP_UNIFORM, uniform
+ * nodes propagate grad[] (uniform_grad must then be t->grad). Returns the position of the first
+ * apply node met, or stop - 1 when done. */
+rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
+                          rg_index stop, int64_t s0, int64_t s1, double *uniform_grad,
+                          double *scratch, int mode);
 
 /* Tangent (forward-mode) sweep over cone[pos..n) for samples [s0, s1), as rg_tangent per sample, into
- * `tangent` (node-major rows of b->size, indexed by node). Returns the position of the first apply
- * node met (its row is left to the caller), or n. */
+ * `tangent` (node-major rows of b->size, indexed by node). Reads every cone node's value row, so call
+ * rg_fill_uniform_rows first. Returns the position of the first apply node met (its row is left to
+ * the caller), or n. */
 rg_index rg_tangent_batch(const rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index pos,
                           rg_index n, rg_index var, double *tangent, int64_t s0, int64_t s1);
 
-/* The whole forward (or reverse, begin included) sweep of an apply-free cone over all samples, in
- * cache-sized chunks, split across `threads` threads when the batch is long enough. RG_OK, or
- * RG_ENOMEM if threads could not be started (the sweep then runs in the calling thread). */
-int rg_forward_batch_all(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n,
-                         int threads);
-int rg_reverse_batch_all(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n,
-                         int threads);
+/* Writes each uniform cone node's value[] across its row. */
+void rg_fill_uniform_rows(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n);
+
+/* The whole forward (or reverse, begins included) sweep of an apply-free cone over all samples:
+ * uniform nodes once, varying rows in cache-sized chunks, split across `threads` threads when the
+ * batch is long enough. RG_OK, or RG_ENOMEM when memory for the sweep's scratch space ran out
+ * (nothing is computed then). Threads that cannot be started leave their share to the caller's. */
+int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads);
+int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads);
 
 /* Stamps the cone's computed nodes with `epoch` (a batch sweep stamps nothing itself). */
 void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch);
 
-/* For each leaf and constant of the cone, t->grad[i] = the sum of its gradient row, summed in sample
- * order (so the result does not depend on how the samples were split). */
+/* For each array leaf (fixed row) of the cone, t->grad[i] = the sum of its gradient row, in sample
+ * order. (Uniform nodes' sums are in t->grad already.) */
 void rg_sum_leaf_grads(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n);
+
+/* Position of the first cone node (the last, with `descending`) with a NaN or infinite entry: in its
+ * row of `rows` (width b->size) if it is varying, else in `scalars` (indexed by node). -1 if none. */
+rg_index rg_first_nonfinite_batch(const rg_batch *b, const double *rows, const double *scalars,
+                                  const rg_index *cone, rg_index n, int descending);
 
 #endif /* RG_BATCH_H */

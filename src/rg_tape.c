@@ -92,23 +92,12 @@ void rg_reverse_begin(rg_tape *t, const rg_index *cone, rg_index n) {
 }
 
 rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index stop) {
-    const rg_opcode *op = t->op;
-    const rg_index *lhs = t->lhs, *rhs = t->rhs;
-    const double *value = t->value;
-    double *grad = t->grad;
     for (; pos >= stop; pos--) {
         rg_index i = cone[pos];
-        int o = op[i];
+        int o = t->op[i];
         if (rg_is_leaf(o)) continue;
         if (o == RG_APPLY) return pos;
-        double g = grad[i];
-        if (g == 0.0) continue;
-        rg_index l = lhs[i], r = rhs[i];
-        double da, db;
-        rg_partials(o, value[l], value[r], value[i], &da, &db);
-        /* A zero partial contributes nothing either, even where the gradient is infinite. */
-        if (da != 0.0) grad[l] += g * da;
-        if (RG_OP_INFO[o].arity == 2 && db != 0.0) grad[r] += g * db;
+        rg_reverse_node(t, i, o);
     }
     return stop - 1;
 }

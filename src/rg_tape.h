@@ -80,6 +80,19 @@ void rg_reverse_begin(rg_tape *t, const rg_index *cone, rg_index n);
  * makes a NaN (rg_tangent does the same with zero tangents and partials). */
 rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index stop);
 
+/* One node's step of the reverse sweep: node i (computing op o, not apply) adds its gradient times
+ * its partials to its operands, skipping a zero gradient and zero partials. */
+static inline void rg_reverse_node(rg_tape *t, rg_index i, int o) {
+    double g = t->grad[i];
+    if (g == 0.0) return;
+    rg_index l = t->lhs[i], r = t->rhs[i];
+    double da, db;
+    rg_partials(o, t->value[l], t->value[r], t->value[i], &da, &db);
+    /* A zero partial contributes nothing either, even where the gradient is infinite. */
+    if (da != 0.0) t->grad[l] += g * da;
+    if (RG_OP_INFO[o].arity == 2 && db != 0.0) t->grad[r] += g * db;
+}
+
 /* Tangent (forward-mode) sweep over cone[pos..n) into `tangent` (indexed by node): leaves get 1 if
  * they are `var`, else 0. Returns the position of the first apply node met, or n. */
 rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, rg_index var,
