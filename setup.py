@@ -3,8 +3,14 @@
 Environment switches:
   RUSTOGRAD_CHECKS=1    turn Cython's bounds/wraparound/initialized checks back on
   RUSTOGRAD_SANITIZE=1  build with -fsanitize=address,undefined (see `make test-asan`)
+  RUSTOGRAD_VECTOR_MATH=0  build without vector math (libmvec), which is used when the toolchain has it
 """
 import os
+import platform
+import shlex
+import subprocess
+import sysconfig
+import tempfile
 
 import numpy
 from Cython.Build import cythonize
@@ -33,13 +39,52 @@ if SANITIZE:
     LDFLAGS += ["-fsanitize=address,undefined"]
 
 
+VECTOR_MATH_PROBE = r"""
+#include <math.h>
+__attribute__((const, simd("notinbranch"))) extern double vtanh(double) __asm__("tanh");
+double in[64], out[64];
+int main(void) {
+    for (int i = 0; i < 64; i++) out[i] = vtanh(in[i]);
+    return out[0] != 0.0;
+}
+"""
+
+
+def has_vector_math():
+    """Whether this C compiler and libc give libmvec (glibc's vector libm, x86-64): the probe must
+    compile, link against it and run. RUSTOGRAD_VECTOR_MATH=0 turns vector math off at build time."""
+    if os.environ.get("RUSTOGRAD_VECTOR_MATH") == "0" or platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, exe = os.path.join(tmp, "probe.c"), os.path.join(tmp, "probe")
+        with open(src, "w") as f:
+            f.write(VECTOR_MATH_PROBE)
+        try:
+            built = subprocess.run(cc + ["-O3", "-fno-math-errno", src, "-o", exe, "-lmvec", "-lm"],
+                                   capture_output=True).returncode == 0
+            return built and subprocess.run([exe]).returncode == 0
+        except OSError:
+            return False
+
+
+VECTOR_MATH = has_vector_math()
+MACROS = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+LIBRARIES = []
+if VECTOR_MATH:
+    MACROS.append(("RG_VECTOR_MATH", "1"))
+    LIBRARIES = ["mvec", "m"]
+
+
 def extension(name, sources):
     return Extension(
         name,
         sources=sources,
         include_dirs=["src", numpy.get_include()],
-        depends=["src/rg_ops.h", "src/rg_tape.h", "src/rg_batch.h", "src/rg_optim.h"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        depends=["src/rg_ops.h", "src/rg_tape.h", "src/rg_batch.h", "src/rg_optim.h",
+                 "src/rg_vmath.h"],
+        define_macros=MACROS,
+        libraries=LIBRARIES,
         extra_compile_args=CFLAGS,
         extra_link_args=LDFLAGS,
     )
@@ -49,7 +94,8 @@ setup(
     ext_modules=cythonize(
         [
             extension("rustograd_cy._common", ["rustograd_cy/_common.pyx"]),
-            extension("rustograd_cy._tape", ["rustograd_cy/_tape.pyx", "src/rg_tape.c", "src/rg_batch.c"]),
+            extension("rustograd_cy._tape", ["rustograd_cy/_tape.pyx", "src/rg_tape.c",
+                                             "src/rg_batch.c", "src/rg_vmath.c"]),
             extension("rustograd_cy._nodes", ["rustograd_cy/_nodes.pyx"]),
             extension("rustograd_cy._optim", ["rustograd_cy/_optim.pyx", "src/rg_optim.c"]),
         ],

@@ -10,7 +10,8 @@
 from rustograd_cy._nodes import RcTerm, Term
 from rustograd_cy import dot, viz
 from rustograd_cy.anomaly import detect_anomaly, is_anomaly_enabled
-from rustograd_cy._tape import Tape, TapeTerm, get_num_threads, set_num_threads
+from rustograd_cy._tape import (Tape, TapeTerm, get_num_threads, get_vector_math, set_num_threads,
+                                set_vector_math)
 from rustograd_cy.builder import Terms, rustograd
 from rustograd_cy.errors import (
     BuilderError,
@@ -45,7 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tape", "TapeTerm", "RcTerm", "Term", "dot", "viz", "nn", "optim",
-    "get_num_threads", "set_num_threads",
+    "get_num_threads", "set_num_threads", "get_vector_math", "set_vector_math",
     "rustograd", "Terms", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
     "detect_anomaly", "is_anomaly_enabled",
     "BuilderError", "GradGraphMissingError", "NonFiniteError", "RustogradError", "TapeMismatchError",

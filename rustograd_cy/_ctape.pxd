@@ -86,3 +86,7 @@ cdef extern from "rg_batch.h" nogil:
     void rg_sum_leaf_grads(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n)
     rg_index rg_first_nonfinite_batch(const rg_batch *b, const double *rows, const double *scalars,
                                       const rg_index *cone, rg_index n, int descending)
+
+cdef extern from "rg_vmath.h" nogil:
+    int rg_set_vector_math(int on)
+    int rg_vector_math()

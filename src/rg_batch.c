@@ -1,6 +1,8 @@
 /* rg_batch.c -- batch rows and the batched sweeps. See rg_batch.h for the contracts. */
 #include "rg_batch.h"
 
+#include "rg_vmath.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <math.h>
@@ -75,6 +77,14 @@ void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto) {
     if (upto > b->classified) b->classified = upto;
 }
 
+/* The kernels below are compiled for three x86-64 levels (SSE2, AVX2, AVX-512), picked at load
+ * time. -ffp-contract=off holds in each, so all three round every operation alike. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define RG_KERNEL __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define RG_KERNEL
+#endif
+
 /* Node i's operands, when i is varying: both have rows, or one of them is uniform (its scalar is
  * read for every sample). A unary op's operand is varying, since i is. */
 enum { RG_ROWS, RG_UNIFORM_LHS, RG_UNIFORM_RHS };
@@ -107,8 +117,9 @@ static inline __attribute__((always_inline)) void forward_loop(int op, double *r
     }
 }
 
-static void forward_op(int op, int kind, double *restrict v, const double *a, const double *c,
-                       int64_t s0, int64_t s1) {
+RG_KERNEL static void forward_op(int op, int kind, double *restrict v, const double *a,
+                                 const double *c, int64_t s0, int64_t s1) {
+    if (kind == RG_ROWS && rg_vmath(op, v + s0, a + s0, s1 - s0)) return;
     if (kind == RG_ROWS) forward_loop(op, v, a, 1, c, 1, s0, s1);
     else if (kind == RG_UNIFORM_LHS) forward_loop(op, v, a, 0, c, 1, s0, s1);
     else forward_loop(op, v, a, 1, c, 0, s0, s1);
@@ -147,7 +158,7 @@ static inline __attribute__((always_inline)) void reverse_loop(
 
 /* x * x and friends: a binary op whose operands are one row. Without this case the compiler's alias
  * check sends such loops to scalar code; here both adds land in the same order as the scalar sweep's. */
-static void reverse_same_row(int op, const double *restrict v, const double *restrict a,
+RG_KERNEL static void reverse_same_row(int op, const double *restrict v, const double *restrict a,
                              const double *restrict g, double *restrict ga, int64_t s0, int64_t s1) {
     switch (op) {
 #define RG_REVERSE_SAME_ROW_CASE(code, name, arity, infix)                                         \
@@ -168,7 +179,7 @@ static void reverse_same_row(int op, const double *restrict v, const double *res
 }
 
 /* The sum of x[s0..s1) in 8 interleaved lanes, which vectorise without reassociating anything. */
-static double lane_sum(const double *x, int64_t s0, int64_t s1) {
+static inline double lane_sum(const double *x, int64_t s0, int64_t s1) {
     double lane[8] = {0.0};
     int64_t s = s0;
     for (; s + 8 <= s1; s += 8)
@@ -178,8 +189,8 @@ static double lane_sum(const double *x, int64_t s0, int64_t s1) {
 }
 
 /* Varying node i's reverse step on [s0, s1); a uniform operand's share goes to uniform_grad[]. */
-static void reverse_op(const rg_tape *t, rg_batch *b, rg_index i, int o, int64_t s0, int64_t s1,
-                       double *uniform_grad, double *scratch) {
+RG_KERNEL static void reverse_op(const rg_tape *t, rg_batch *b, rg_index i, int o, int64_t s0,
+                                 int64_t s1, double *uniform_grad, double *scratch) {
     const int64_t B = b->size;
     rg_index l = t->lhs[i], r = t->rhs[i];
     const double *v = b->value + (int64_t)i * B, *a = operand(t, b, l), *c = operand(t, b, r);

@@ -10,6 +10,16 @@ from hypothesis import strategies as st
 
 import rustograd_cy as rg
 
+@pytest.fixture(autouse=True)
+def exact_math():
+    """Vector math off: this file checks batched results against a per-sample loop bit for bit
+    (tests/test_vector_math.py checks vector math, which is within a few ulp)."""
+    before = rg.get_vector_math()
+    rg.set_vector_math(False)
+    yield
+    rg.set_vector_math(before)
+
+
 UNARY = ("neg", "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "square")
 BINARY = ("add", "sub", "mul", "div", "pow", "atan2", "maximum", "minimum")
 
@@ -501,7 +511,9 @@ def restore_threads():
 
 
 @pytest.mark.slow
-def test_results_do_not_depend_on_thread_count(restore_threads):
+@pytest.mark.parametrize("vector_math", [False, True])
+def test_results_do_not_depend_on_thread_count(restore_threads, vector_math):
+    rg.set_vector_math(vector_math)
     tape = rg.Tape()
     x, leaves, out = wide_graph(tape)
     x.set(np.random.default_rng(0).normal(size=40_003))  # long enough to split, not a multiple of 8
