@@ -302,8 +302,9 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
             memset(tape.b.grad, 0, <size_t>tape.b.rows * <size_t>size * sizeof(double))
         tape._grad_output = output
         if callback is None and not cone.has_apply:
+            _first_reach(tape, cone)
             with nogil:
-                err = rg_reverse_batch_all(&tape.c, &tape.b, cone.idx, cone.n, threads)
+                err = rg_reverse_batch_all(&tape.c, &tape.b, cone.idx, cone.first, cone.n, threads)
             if err:
                 raise MemoryError("no memory for the batched sweep's scratch space")
         else:
@@ -312,12 +313,12 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
                 raise MemoryError("no memory for the batched sweep's scratch space")
             with nogil:
                 rg_reverse_begin_uniform(&tape.c, &tape.b, cone.idx, cone.n)
-                rg_reverse_begin_batch(&tape.b, cone.idx, cone.n, 0, size)
+                rg_reverse_begin_batch(&tape.b, cone.idx, cone.n, 0, size, True)
             pos = cone.n - 1
             while pos >= 0:
                 last = 0 if callback is None else pos
                 with nogil:
-                    stop = rg_reverse_batch(&tape.c, &tape.b, cone.idx, pos, last, 0, size,
+                    stop = rg_reverse_batch(&tape.c, &tape.b, cone.idx, NULL, pos, last, 0, size,
                                             tape.c.grad, scratch, RG_SWEEP_BOTH)
                 if stop >= last:
                     _apply_reverse(tape, cone.idx[stop])
@@ -338,6 +339,23 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
     if tape._check_finite or anomaly_on():  # the gradients stay, for a look at them
         _scan_batch(tape, cone, tape.b.value, tape.c.value, False, "backprop()", "value")
         _scan_batch(tape, cone, tape.b.grad, tape.c.grad, True, "backprop()", "gradient")
+    return 0
+
+
+cdef int _first_reach(Tape tape, _Cone cone) except -1:
+    """The cone's rg_first_reach flags, made once (a cone's nodes never change)."""
+    if cone.first != NULL:
+        return 0
+    cdef rg_index output = cone.idx[cone.n - 1]
+    cdef uint8_t *mark = <uint8_t *>calloc(<size_t>output + 1, 1)
+    cdef uint8_t *first = <uint8_t *>malloc(<size_t>cone.n)
+    if mark == NULL or first == NULL:
+        free(mark)
+        free(first)
+        raise MemoryError("no memory for the batched reverse sweep's flags")
+    rg_first_reach(&tape.c, cone.idx, cone.n, mark, first)
+    free(mark)
+    cone.first = first
     return 0
 
 

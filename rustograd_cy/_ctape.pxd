@@ -72,16 +72,20 @@ cdef extern from "rg_batch.h" nogil:
     void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto)
     rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
                               rg_index n, int64_t s0, int64_t s1, int mode)
-    void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1)
+    void rg_first_reach(const rg_tape *t, const rg_index *cone, rg_index n, uint8_t *mark,
+                        uint8_t *first)
+    void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1,
+                                int zero)
     void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n)
-    rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
-                              rg_index stop, int64_t s0, int64_t s1, double *uniform_grad,
-                              double *scratch, int mode)
+    rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
+                              rg_index pos, rg_index stop, int64_t s0, int64_t s1,
+                              double *uniform_grad, double *scratch, int mode)
     rg_index rg_tangent_batch(const rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index pos,
                               rg_index n, rg_index var, double *tangent, int64_t s0, int64_t s1)
     void rg_fill_uniform_rows(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n)
     int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads)
-    int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads)
+    int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
+                             rg_index n, int threads)
     void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
     void rg_sum_leaf_grads(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n)
     rg_index rg_first_nonfinite_batch(const rg_batch *b, const double *rows, const double *scalars,

@@ -1,6 +1,6 @@
 # The tape and its term proxy. Bodies in _tape.pyx; shipped so other Cython code can cimport them.
 from rustograd_cy._ctape cimport rg_batch, rg_index, rg_stamp, rg_tape
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 
 cdef class _Cone:
@@ -8,6 +8,7 @@ cdef class _Cone:
     cdef rg_index n                 # their count; idx[n - 1] is the output itself
     cdef rg_stamp valid_epoch       # epoch in which all of the cone's values were last known current
     cdef bint has_apply             # an apply() node (a Python callable) is among them
+    cdef uint8_t *first             # rg_first_reach's flags, made by the first batched backprop()
 
 
 cdef class Tape:

@@ -71,6 +71,7 @@ cdef class _Cone:
 
     def __dealloc__(self):
         free(self.idx)
+        free(self.first)
 
 
 @cython.final
@@ -196,7 +197,7 @@ cdef class Tape:
         cdef size_t total = <size_t>self.c.capacity * RG_BYTES_PER_NODE
         total += <size_t>self.b.rows * (2 * sizeof(double) * <size_t>self.b.size + 2)
         for cone in self._cones.values():
-            total += <size_t>cone.n * sizeof(rg_index)
+            total += <size_t>cone.n * (sizeof(rg_index) + (1 if cone.first != NULL else 0))
         return total
 
     # -- internals --------------------------------------------------------------------------------

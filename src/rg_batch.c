@@ -126,9 +126,10 @@ RG_KERNEL static void forward_op(int op, int kind, double *restrict v, const dou
 }
 
 /* The adjoints of one op over samples [s0, s1): each operand gains g times its partial, except where
- * g or the partial is 0, as in the scalar sweep. Operands are read as in forward_loop. An operand's
- * gradient is added to its row, or, with `store_a` (`store_c`), stored: a uniform operand's
- * per-sample terms go to a scratch row, to be summed. */
+ * g or the partial is 0, as in the scalar sweep. Operands are read as in forward_loop. A term is
+ * added to the operand's gradient row or, with `store_a` (`store_c`), stored as 0.0 + term, which
+ * is what adding it to a zeroed row gives: in the row of an operand this node is the first to reach
+ * in the sweep, or in a scratch row of a uniform operand's per-sample terms, to be summed. */
 static inline __attribute__((always_inline)) void reverse_loop(
     int op, const double *restrict v, const double *a, int64_t ia, const double *c, int64_t ic,
     const double *restrict g, double *restrict ga, int store_a, double *restrict gc, int store_c,
@@ -141,12 +142,10 @@ static inline __attribute__((always_inline)) void reverse_loop(
             rg_partials(RG_##code, a[s * ia], c[s * ic], v[s], &da, &db);                          \
             double pa = gs * da, pc = gs * db; /* computed unconditionally, so it if-converts */   \
             double ta = gs != 0.0 && da != 0.0 ? pa : 0.0;                                         \
-            if (store_a) ga[s] = ta;                                                               \
-            else ga[s] += ta;                                                                      \
+            ga[s] = (store_a ? 0.0 : ga[s]) + ta;                                                  \
             if (arity == 2) {                                                                      \
                 double tc = gs != 0.0 && db != 0.0 ? pc : 0.0;                                     \
-                if (store_c) gc[s] = tc;                                                           \
-                else gc[s] += tc;                                                                  \
+                gc[s] = (store_c ? 0.0 : gc[s]) + tc;                                              \
             }                                                                                      \
         }                                                                                          \
         break;
@@ -157,16 +156,18 @@ static inline __attribute__((always_inline)) void reverse_loop(
 }
 
 /* x * x and friends: a binary op whose operands are one row. Without this case the compiler's alias
- * check sends such loops to scalar code; here both adds land in the same order as the scalar sweep's. */
-RG_KERNEL static void reverse_same_row(int op, const double *restrict v, const double *restrict a,
-                             const double *restrict g, double *restrict ga, int64_t s0, int64_t s1) {
+ * check sends such loops to scalar code; here both adds land in the same order as the scalar sweep's.
+ * With `store`, the row starts from 0.0 (this node is the first to reach it). */
+static inline __attribute__((always_inline)) void same_row_loop(
+    int op, const double *restrict v, const double *restrict a, const double *restrict g,
+    double *restrict ga, int store, int64_t s0, int64_t s1) {
     switch (op) {
 #define RG_REVERSE_SAME_ROW_CASE(code, name, arity, infix)                                         \
     case RG_##code:                                                                                \
         for (int64_t s = s0; s < s1; s++) {                                                        \
             double da, db, gs = g[s];                                                              \
             rg_partials(RG_##code, a[s], a[s], v[s], &da, &db);                                    \
-            double pa = gs * da, pc = gs * db, acc = ga[s];                                        \
+            double pa = gs * da, pc = gs * db, acc = store ? 0.0 : ga[s];                          \
             acc += gs != 0.0 && da != 0.0 ? pa : 0.0;                                              \
             acc += gs != 0.0 && db != 0.0 ? pc : 0.0;                                              \
             ga[s] = acc;                                                                           \
@@ -188,9 +189,11 @@ static inline double lane_sum(const double *x, int64_t s0, int64_t s1) {
     return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
-/* Varying node i's reverse step on [s0, s1); a uniform operand's share goes to uniform_grad[]. */
-RG_KERNEL static void reverse_op(const rg_tape *t, rg_batch *b, rg_index i, int o, int64_t s0,
-                                 int64_t s1, double *uniform_grad, double *scratch) {
+/* Varying node i's reverse step on [s0, s1); a uniform operand's share goes to uniform_grad[].
+ * `first` says which operand rows this node reaches first (bit 0: lhs, bit 1: rhs; see
+ * rg_first_reach), where it stores rather than adds. */
+RG_KERNEL static void reverse_op(const rg_tape *t, rg_batch *b, rg_index i, int o, int first,
+                                 int64_t s0, int64_t s1, double *uniform_grad, double *scratch) {
     const int64_t B = b->size;
     rg_index l = t->lhs[i], r = t->rhs[i];
     const double *v = b->value + (int64_t)i * B, *a = operand(t, b, l), *c = operand(t, b, r);
@@ -198,16 +201,24 @@ RG_KERNEL static void reverse_op(const rg_tape *t, rg_batch *b, rg_index i, int 
     double *ga = b->grad + (int64_t)l * B, *gc = b->grad + (int64_t)r * B;
     int binary = RG_OP_INFO[o].arity == 2;
     switch (operand_kind(b, l, r)) {
+        /* Each store flag is a constant in its call, so every combination is its own loop. */
         case RG_ROWS:
-            if (binary && l == r) reverse_same_row(o, v, a, g, ga, s0, s1);
+            if (binary && l == r) {
+                if (first & 1) same_row_loop(o, v, a, g, ga, 1, s0, s1);
+                else same_row_loop(o, v, a, g, ga, 0, s0, s1);
+            } else if ((first & 3) == 3) reverse_loop(o, v, a, 1, c, 1, g, ga, 1, gc, 1, s0, s1);
+            else if (first & 1) reverse_loop(o, v, a, 1, c, 1, g, ga, 1, gc, 0, s0, s1);
+            else if (first & 2) reverse_loop(o, v, a, 1, c, 1, g, ga, 0, gc, 1, s0, s1);
             else reverse_loop(o, v, a, 1, c, 1, g, ga, 0, gc, 0, s0, s1);
             break;
         case RG_UNIFORM_LHS:
-            reverse_loop(o, v, a, 0, c, 1, g, scratch, 1, gc, 0, s0, s1);
+            if (first & 2) reverse_loop(o, v, a, 0, c, 1, g, scratch, 1, gc, 1, s0, s1);
+            else reverse_loop(o, v, a, 0, c, 1, g, scratch, 1, gc, 0, s0, s1);
             uniform_grad[l] += lane_sum(scratch, s0, s1);
             break;
         case RG_UNIFORM_RHS: /* a binary op, or powc (its exponent gets nothing) */
-            reverse_loop(o, v, a, 1, c, 0, g, ga, 0, scratch, 1, s0, s1);
+            if (first & 1) reverse_loop(o, v, a, 1, c, 0, g, ga, 1, scratch, 1, s0, s1);
+            else reverse_loop(o, v, a, 1, c, 0, g, ga, 0, scratch, 1, s0, s1);
             if (binary) uniform_grad[r] += lane_sum(scratch, s0, s1);
             break;
     }
@@ -287,9 +298,26 @@ rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_inde
     return n;
 }
 
-void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1) {
+void rg_first_reach(const rg_tape *t, const rg_index *cone, rg_index n, uint8_t *mark,
+                    uint8_t *first) {
+    for (rg_index pos = n - 1; pos >= 0; pos--) {
+        rg_index i = cone[pos], l = t->lhs[i], r = t->rhs[i];
+        int o = t->op[i];
+        first[pos] = 0;
+        if (rg_is_leaf(o)) continue;
+        if (!mark[l]) first[pos] |= 1;
+        mark[l] = 1;
+        if (RG_OP_INFO[o].arity == 2 && r != l) {
+            if (!mark[r]) first[pos] |= 2;
+            mark[r] = 1;
+        }
+    }
+}
+
+void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1,
+                            int zero) {
     const int64_t B = b->size;
-    for (rg_index pos = 0; pos < n; pos++) {
+    for (rg_index pos = 0; zero && pos < n; pos++) {
         if (!b->varying[cone[pos]]) continue;
         double *g = b->grad + (int64_t)cone[pos] * B;
         memset(g + s0, 0, (size_t)(s1 - s0) * sizeof *g);
@@ -305,9 +333,9 @@ void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_index *con
     if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = (double)b->size;
 }
 
-rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
-                          rg_index stop, int64_t s0, int64_t s1, double *uniform_grad,
-                          double *scratch, int mode) {
+rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
+                          rg_index pos, rg_index stop, int64_t s0, int64_t s1,
+                          double *uniform_grad, double *scratch, int mode) {
     for (; pos >= stop; pos--) {
         rg_index i = cone[pos];
         int o = t->op[i];
@@ -319,7 +347,7 @@ rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_inde
         }
         if (!(mode & RG_SWEEP_VARYING)) continue;
         if (o == RG_APPLY) return pos;
-        reverse_op(t, b, i, o, s0, s1, uniform_grad, scratch);
+        reverse_op(t, b, i, o, first == NULL ? 0 : first[pos], s0, s1, uniform_grad, scratch);
     }
     return stop - 1;
 }
@@ -328,6 +356,7 @@ typedef struct {
     rg_tape *t;
     rg_batch *b;
     const rg_index *cone;
+    const uint8_t *first;
     rg_index n;
     int64_t s0, s1;
     int reverse;
@@ -342,9 +371,9 @@ static void run_job(const rg_batch_job *j) {
     for (int64_t s = j->s0; s < j->s1; s += chunk) {
         int64_t e = j->s1 - s < chunk ? j->s1 : s + chunk;
         if (j->reverse) {
-            rg_reverse_begin_batch(j->b, j->cone, j->n, s, e);
-            rg_reverse_batch(j->t, j->b, j->cone, j->n - 1, 0, s, e, j->uniform_grad, j->scratch,
-                             RG_SWEEP_VARYING);
+            rg_reverse_begin_batch(j->b, j->cone, j->n, s, e, 0);
+            rg_reverse_batch(j->t, j->b, j->cone, j->first, j->n - 1, 0, s, e, j->uniform_grad,
+                             j->scratch, RG_SWEEP_VARYING);
         } else {
             rg_forward_batch(j->t, j->b, j->cone, 0, j->n, s, e, RG_SWEEP_VARYING);
         }
@@ -361,8 +390,8 @@ static void *thread_main(void *arg) {
  * runs the first). Each thread writes only its own samples of each row, so the threads never share
  * a cache line's worth of work except at range edges (ranges start at multiples of 8 samples), and
  * its own sums for uniform operands, added up in thread order at the end. */
-static int run_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads,
-                   int reverse) {
+static int run_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
+                   rg_index n, int threads, int reverse) {
     const int64_t B = b->size;
     const int output_varies = b->varying[cone[n - 1]];
     int64_t k = threads < 1 ? 1 : threads;
@@ -394,7 +423,7 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, in
             int64_t s0 = j * per < B ? j * per : B;
             int64_t s1 = j == k - 1 || (j + 1) * per > B ? B : (j + 1) * per;
             double *own = j == 0 ? t->grad : sums == NULL ? NULL : sums + (j - 1) * width;
-            jobs[j] = (rg_batch_job){t, b, cone, n, s0, s1, reverse, own,
+            jobs[j] = (rg_batch_job){t, b, cone, first, n, s0, s1, reverse, own,
                                      scratch == NULL ? NULL : scratch + j * B};
         }
         for (int64_t j = 1; j < k; j++)
@@ -408,18 +437,19 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, in
             for (rg_index pos = 0; pos < n; pos++)
                 if (!b->varying[cone[pos]]) t->grad[cone[pos]] += sums[(j - 1) * width + cone[pos]];
     }
-    if (reverse) rg_reverse_batch(t, b, cone, n - 1, 0, 0, 0, t->grad, NULL, RG_SWEEP_UNIFORM);
+    if (reverse) rg_reverse_batch(t, b, cone, NULL, n - 1, 0, 0, 0, t->grad, NULL, RG_SWEEP_UNIFORM);
     free(scratch);
     free(sums);
     return RG_OK;
 }
 
 int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads) {
-    return run_all(t, b, cone, n, threads, 0);
+    return run_all(t, b, cone, NULL, n, threads, 0);
 }
 
-int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads) {
-    return run_all(t, b, cone, n, threads, 1);
+int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
+                         rg_index n, int threads) {
+    return run_all(t, b, cone, first, n, threads, 1);
 }
 
 void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch) {

@@ -51,9 +51,17 @@ void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto);
 rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos, rg_index n,
                           int64_t s0, int64_t s1, int mode);
 
-/* Zeroes the cone's varying gradient rows on [s0, s1) and, if the output (cone[n - 1]) is varying,
- * seeds its row with 1. */
-void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1);
+/* For each cone position, which of its operands' gradient rows its node is the first to reach in a
+ * reverse sweep (bit 0: lhs, bit 1: rhs), written to first[pos]. A sweep given these stores there
+ * rather than adding, so the rows need not be zeroed first. `mark` is scratch space of
+ * cone[n - 1] + 1 zeroed bytes. */
+void rg_first_reach(const rg_tape *t, const rg_index *cone, rg_index n, uint8_t *mark,
+                    uint8_t *first);
+
+/* With `zero`, zeroes the cone's varying gradient rows on [s0, s1) (needed by a sweep without
+ * rg_first_reach's flags); then, if the output (cone[n - 1]) is varying, seeds its row with 1. */
+void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1,
+                            int zero);
 
 /* Zeroes the cone's uniform gradients (grad[]) and, if the output is uniform, seeds it with B (the
  * derivative of the sum over the batch). */
@@ -61,13 +69,14 @@ void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_index *con
 
 /* Reverse sweep over cone positions pos, pos - 1, ..., stop, as rg_reverse per sample (a zero
  * adjoint or partial is not propagated). With RG_SWEEP_VARYING, varying nodes' rows on [s0, s1)
- * propagate to their operands' rows, and to uniform operands' entries of `uniform_grad` (indexed by
- * node) as sums over those samples; `scratch` holds s1 - s0 doubles. With RG_SWEEP_UNIFORM, uniform
- * nodes propagate grad[] (uniform_grad must then be t->grad). Returns the position of the first
- * apply node met, or stop - 1 when done. */
-rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
-                          rg_index stop, int64_t s0, int64_t s1, double *uniform_grad,
-                          double *scratch, int mode);
+ * propagate to their operands' rows (stored where `first` says, else added: with first == NULL,
+ * to zeroed rows), and to uniform operands' entries of `uniform_grad` (indexed by node) as sums over
+ * those samples; `scratch` holds b->size doubles. With RG_SWEEP_UNIFORM, uniform nodes propagate
+ * grad[] (uniform_grad must then be t->grad). Returns the position of the first apply node met, or
+ * stop - 1 when done. */
+rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
+                          rg_index pos, rg_index stop, int64_t s0, int64_t s1,
+                          double *uniform_grad, double *scratch, int mode);
 
 /* Tangent (forward-mode) sweep over cone[pos..n) for samples [s0, s1), as rg_tangent per sample, into
  * `tangent` (node-major rows of b->size, indexed by node). Reads every cone node's value row, so call
@@ -79,12 +88,14 @@ rg_index rg_tangent_batch(const rg_tape *t, const rg_batch *b, const rg_index *c
 /* Writes each uniform cone node's value[] across its row. */
 void rg_fill_uniform_rows(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n);
 
-/* The whole forward (or reverse, begins included) sweep of an apply-free cone over all samples:
- * uniform nodes once, varying rows in cache-sized chunks, split across `threads` threads when the
- * batch is long enough. RG_OK, or RG_ENOMEM when memory for the sweep's scratch space ran out
- * (nothing is computed then). Threads that cannot be started leave their share to the caller's. */
+/* The whole forward (or reverse, begins included, with rg_first_reach's flags) sweep of an
+ * apply-free cone over all samples: uniform nodes once, varying rows in cache-sized chunks, split
+ * across `threads` threads when the batch is long enough. RG_OK, or RG_ENOMEM when memory for the
+ * sweep's scratch space ran out (nothing is computed then). Threads that cannot be started leave
+ * their share to the caller's. */
 int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads);
-int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads);
+int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
+                         rg_index n, int threads);
 
 /* Stamps the cone's computed nodes with `epoch` (a batch sweep stamps nothing itself). */
 void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch);
