@@ -77,8 +77,9 @@ void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto) {
     if (upto > b->classified) b->classified = upto;
 }
 
-/* The kernels below are compiled for three x86-64 levels (SSE2, AVX2, AVX-512), picked at load
- * time. -ffp-contract=off holds in each, so all three round every operation alike. */
+/* The sweeps (with the kernels inlined into them) are compiled for three x86-64 levels (SSE2, AVX2,
+ * AVX-512), picked at load time. -ffp-contract=off holds in each, so all three round every
+ * operation alike. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define RG_KERNEL __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
@@ -117,8 +118,9 @@ static inline __attribute__((always_inline)) void forward_loop(int op, double *r
     }
 }
 
-RG_KERNEL static void forward_op(int op, int kind, double *restrict v, const double *a,
-                                 const double *c, int64_t s0, int64_t s1) {
+static inline __attribute__((always_inline)) void forward_op(int op, int kind, double *restrict v,
+                                                             const double *a, const double *c,
+                                                             int64_t s0, int64_t s1) {
     if (kind == RG_ROWS && rg_vmath(op, v + s0, a + s0, s1 - s0)) return;
     if (kind == RG_ROWS) forward_loop(op, v, a, 1, c, 1, s0, s1);
     else if (kind == RG_UNIFORM_LHS) forward_loop(op, v, a, 0, c, 1, s0, s1);
@@ -179,12 +181,19 @@ static inline __attribute__((always_inline)) void same_row_loop(
     }
 }
 
-/* The sum of x[s0..s1) in 8 interleaved lanes, which vectorise without reassociating anything. */
+/* The sum of x[s0..s1) in 8 interleaved lanes (a GCC vector, so it is one vector add per 8 samples
+ * whatever the ISA), each lane summed in order: nothing is reassociated. */
+typedef double rg_lanes __attribute__((vector_size(8 * sizeof(double))));
+
 static inline double lane_sum(const double *x, int64_t s0, int64_t s1) {
-    double lane[8] = {0.0};
+    rg_lanes acc = {0.0}, next;
+    double lane[8];
     int64_t s = s0;
-    for (; s + 8 <= s1; s += 8)
-        for (int k = 0; k < 8; k++) lane[k] += x[s + k];
+    for (; s + 8 <= s1; s += 8) {
+        memcpy(&next, x + s, sizeof next);
+        acc += next;
+    }
+    memcpy(lane, &acc, sizeof lane);
     for (int k = 0; s < s1; s++, k++) lane[k] += x[s];
     return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
@@ -192,8 +201,11 @@ static inline double lane_sum(const double *x, int64_t s0, int64_t s1) {
 /* Varying node i's reverse step on [s0, s1); a uniform operand's share goes to uniform_grad[].
  * `first` says which operand rows this node reaches first (bit 0: lhs, bit 1: rhs; see
  * rg_first_reach), where it stores rather than adds. */
-RG_KERNEL static void reverse_op(const rg_tape *t, rg_batch *b, rg_index i, int o, int first,
-                                 int64_t s0, int64_t s1, double *uniform_grad, double *scratch) {
+static inline __attribute__((always_inline)) void reverse_op(const rg_tape *t, rg_batch *b,
+                                                             rg_index i, int o, int first,
+                                                             int64_t s0, int64_t s1,
+                                                             double *uniform_grad,
+                                                             double *scratch) {
     const int64_t B = b->size;
     rg_index l = t->lhs[i], r = t->rhs[i];
     const double *v = b->value + (int64_t)i * B, *a = operand(t, b, l), *c = operand(t, b, r);
@@ -278,8 +290,8 @@ void rg_fill_uniform_rows(const rg_tape *t, rg_batch *b, const rg_index *cone, r
     }
 }
 
-rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos, rg_index n,
-                          int64_t s0, int64_t s1, int mode) {
+RG_KERNEL rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
+                                    rg_index n, int64_t s0, int64_t s1, int mode) {
     const int64_t B = b->size;
     for (; pos < n; pos++) {
         rg_index i = cone[pos];
@@ -333,9 +345,9 @@ void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_index *con
     if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = (double)b->size;
 }
 
-rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
-                          rg_index pos, rg_index stop, int64_t s0, int64_t s1,
-                          double *uniform_grad, double *scratch, int mode) {
+RG_KERNEL rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone,
+                                    const uint8_t *first, rg_index pos, rg_index stop, int64_t s0,
+                                    int64_t s1, double *uniform_grad, double *scratch, int mode) {
     for (; pos >= stop; pos--) {
         rg_index i = cone[pos];
         int o = t->op[i];
