@@ -276,53 +276,77 @@ def jax_mlp_step():
 
 # -- timing and the table -------------------------------------------------------------------------
 
+def median_ms_side_by_side(runs, repeats, warmup=3, rounds=10):
+    """{name: median ms per call} of each callable in `runs`, called `repeats[name]` times in
+    `rounds` blocks that alternate between the callables, so a change in the machine's load hits
+    all of them alike. (Blocks rather than single calls: a library with a thread pool, as PyTorch's,
+    loses its spinning threads while another library runs, and would pay to wake them every call.)"""
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    times = {name: [] for name in runs}
+    for r in range(rounds):
+        for name, run in runs.items():
+            block = repeats[name] // rounds + (r < repeats[name] % rounds)
+            for _ in range(block):
+                t0 = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
 def median_ms(run, repeat, warmup=3):
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return median_ms_side_by_side({"run": run}, {"run": repeat}, warmup)["run"]
+
+
+MLP_TARGET = "faster than jax and torch"
 
 
 def rows(quick):
-    """(workload, implementation, factory returning the timed callable, repeats, target ms)."""
+    """(workload, implementation, factory returning the timed callable, repeats, target)."""
     r = 5 if quick else 1
     curve, peaks, mlp = "curve fit, 100 epochs", "peak separation, 100 epochs", "MLP step (moons 2-16-16-1)"
-    yield curve, "rustograd batched", lambda: fit_batched(False), 200 // r, 0.85
-    yield curve, "rustograd batched, rg.optim.SGD", lambda: fit_batched_sgd(False), 200 // r, 0.85
-    yield curve, "rustograd batched, apply(np.exp)", lambda: fit_batched(False, "apply"), 100 // r, 0.85
-    yield curve, "rustograd per-sample (seed loop)", lambda: fit_per_sample(False), 10 // r, None
-    yield curve, "torch vectorised", lambda: torch_fit(False), 20 // r, None
-    yield curve, "jax, whole loop jit", lambda: jax_fit(False), 100 // r, None
-    yield peaks, "rustograd batched", lambda: fit_batched(True), 200 // r, 1.0
-    yield peaks, "rustograd batched, rg.optim.SGD", lambda: fit_batched_sgd(True), 200 // r, 1.0
-    yield peaks, "rustograd per-sample (seed loop)", lambda: fit_per_sample(True), 10 // r, None
-    yield peaks, "torch vectorised", lambda: torch_fit(True), 20 // r, None
-    yield peaks, "jax, whole loop jit", lambda: jax_fit(True), 100 // r, None
-    yield mlp, "rustograd batched", mlp_step, 300 // r, 0.37
-    yield mlp, "torch vectorised", torch_mlp_step, 300 // r, None
-    yield mlp, "jax jit step", jax_mlp_step, 300 // r, None
-    yield "long batch (100k samples)", "rustograd batched, 1 thread", lambda: long_batch(1), 30 // r, None
-    yield "long batch (100k samples)", "rustograd batched, 2 threads", lambda: long_batch(2), 30 // r, None
+    yield curve, "rustograd batched", lambda: fit_batched(False), 200 // r, "<= 0.85 ms"
+    yield curve, "rustograd batched, rg.optim.SGD", lambda: fit_batched_sgd(False), 200 // r, "<= 0.85 ms"
+    yield curve, "rustograd batched, apply(np.exp)", lambda: fit_batched(False, "apply"), 100 // r, "<= 0.85 ms"
+    yield curve, "rustograd per-sample (seed loop)", lambda: fit_per_sample(False), 10 // r, ""
+    yield curve, "torch vectorised", lambda: torch_fit(False), 20 // r, ""
+    yield curve, "jax, whole loop jit", lambda: jax_fit(False), 100 // r, ""
+    yield peaks, "rustograd batched", lambda: fit_batched(True), 200 // r, "<= 1.0 ms"
+    yield peaks, "rustograd batched, rg.optim.SGD", lambda: fit_batched_sgd(True), 200 // r, "<= 1.0 ms"
+    yield peaks, "rustograd per-sample (seed loop)", lambda: fit_per_sample(True), 10 // r, ""
+    yield peaks, "torch vectorised", lambda: torch_fit(True), 20 // r, ""
+    yield peaks, "jax, whole loop jit", lambda: jax_fit(True), 100 // r, ""
+    yield mlp, "rustograd batched", mlp_step, 2000 // r, MLP_TARGET
+    yield mlp, "torch vectorised", torch_mlp_step, 2000 // r, ""
+    yield mlp, "jax jit step", jax_mlp_step, 2000 // r, ""
+    yield "long batch (100k samples)", "rustograd batched, 1 thread", lambda: long_batch(1), 30 // r, ""
+    yield "long batch (100k samples)", "rustograd batched, 2 threads", lambda: long_batch(2), 30 // r, ""
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
-    print(f"{'workload':28} {'implementation':34} {'median ms':>10}  target")
+    print("Implementations of one workload are timed side by side, alternating call by call;")
+    print("'vs first' is each median over the first row's.")
+    print(f"{'workload':28} {'implementation':34} {'median ms':>10} {'vs first':>9}  target")
+    groups = {}
     for workload, name, factory, repeat, target in rows(args.quick):
-        try:
-            run = factory()
-        except ImportError as exc:  # a peer that is not installed
-            print(f"{workload:28} {name:34} {'-':>10}  (not installed: {exc.name})")
-            continue
-        ms = median_ms(run, max(repeat, 3))
-        goal = f"<= {target} ms" if target else ""
-        print(f"{workload:28} {name:34} {ms:10.3f}  {goal}", flush=True)
+        groups.setdefault(workload, []).append((name, factory, max(repeat, 3), target))
+    for workload, group in groups.items():
+        runs, repeats, targets = {}, {}, {}
+        for name, factory, repeat, target in group:
+            try:
+                runs[name] = factory()
+            except ImportError as exc:  # a peer that is not installed
+                print(f"{workload:28} {name:34} {'-':>10} {'':>9}  (not installed: {exc.name})")
+                continue
+            repeats[name], targets[name] = repeat, target
+        medians = median_ms_side_by_side(runs, repeats)
+        first = next(iter(medians.values()))
+        for name, ms in medians.items():
+            print(f"{workload:28} {name:34} {ms:10.3f} {ms / first:8.2f}x  {targets[name]}", flush=True)
 
 
 if __name__ == "__main__":
