@@ -4,9 +4,10 @@
 # The rule: a leaf set() to a 1-D array of length B puts the tape in batch mode with B samples; every
 # leaf not holding an array is broadcast. Nodes that do not depend on an array leaf ("uniform" ones,
 # such as a penalty on the weights) are computed once per sweep, as numbers; their .data and .grad
-# are numbers (the gradient summed over the batch), like a scalar leaf's. The tape is batched while at least one leaf holds an array:
-# setting the last one back to a number returns it to scalar mode and frees the rows. Switching mode
-# or batch size drops gradients (`.grad` is None until the next backprop()).
+# are numbers (the gradient summed over the batch), like a scalar leaf's. The tape is batched while
+# at least one leaf holds an array: setting the last one back to a number returns it to scalar mode
+# and frees the rows. Changing which leaves hold arrays (so also switching mode) or the batch size
+# drops gradients (`.grad` is None until the next backprop()).
 import numpy as np
 
 cdef int _num_threads = 1
@@ -164,9 +165,16 @@ cdef int _set_array(Tape tape, rg_index index, object value) except -1:
     memcpy(tape.b.value + <int64_t>index * size, &view[0], <size_t>size * sizeof(double))
     if not tape.b.fixed[index]:
         tape.b.fixed[index] = 1
-        tape.b.classified = 0  # what depends on this leaf now varies
+        _array_leaves_changed(tape)
     tape._array_leaves.add(index)
     return 0
+
+
+cdef int _array_leaves_changed(Tape tape) except -1:
+    """Which nodes vary has changed: classify them again, and drop the gradients, which were computed
+    with the old split into rows and numbers."""
+    tape.b.classified = 0
+    return _drop_grads(tape)
 
 
 cdef int _set_scalar(Tape tape, rg_index index, double v) except -1:
@@ -174,7 +182,7 @@ cdef int _set_scalar(Tape tape, rg_index index, double v) except -1:
     if index in tape._array_leaves:
         tape._array_leaves.discard(index)
         tape.b.fixed[index] = 0
-        tape.b.classified = 0
+        _array_leaves_changed(tape)
         if not tape._array_leaves:  # the last array leaf: back to scalar mode
             rg_batch_free(&tape.b)
             _drop_grads(tape)

@@ -340,7 +340,9 @@ def test_uniform_nodes_follow_the_array_leaves():
     assert isinstance(y.data, np.ndarray)
     square = tape._term_at(y.index - 1)  # w * w
     assert square.data == 4.0
-    w.set([1.0, 3.0])  # now w * w varies too
+    y.backprop()
+    w.set([1.0, 3.0])  # now w * w varies too, and the gradients (of the old split) are dropped
+    assert w.grad is None and square.grad is None
     assert_same(y.eval(), [1.0, 18.0])
     assert_same(square.data, [1.0, 9.0])
     y.backprop()
