@@ -36,10 +36,14 @@ bench: build
 
 # The extension rebuilt with AddressSanitizer and UBSan, the suite run against it (the interpreter is not
 # instrumented, so libasan is preloaded and leak reports are off), then the normal build restored.
+# ASan's allocator returns NULL for a huge request (as malloc does; a test makes one on purpose) and
+# holds freed memory back, so the RSS-based leak tests are left out (-k).
 ASAN_LIBS := $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libubsan.so)
+ASAN_PYTEST_ARGS ?= -k "not keeps_memory_flat and not leak_check_can_fail"
 test-asan: $(INSTALLED)
 	RUSTOGRAD_SANITIZE=1 $(PY) setup.py --quiet build_ext --inplace --force
-	LD_PRELOAD="$(ASAN_LIBS)" ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	LD_PRELOAD="$(ASAN_LIBS)" ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(PY) -m pytest tests -x -q -p no:cacheprovider $(ASAN_PYTEST_ARGS); \
 		status=$$?; $(PY) setup.py --quiet build_ext --inplace --force; exit $$status
 
