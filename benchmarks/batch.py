@@ -328,7 +328,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
-    print("Implementations of one workload are timed side by side, alternating call by call;")
+    print("Implementations of one workload are timed side by side, in alternating blocks of calls;")
     print("'vs first' is each median over the first row's.")
     print(f"{'workload':28} {'implementation':34} {'median ms':>10} {'vs first':>9}  target")
     groups = {}
