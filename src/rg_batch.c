@@ -3,9 +3,9 @@
 
 #include "rg_vmath.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <math.h>
 #include <string.h>
 
 /* A chunk's value and gradient rows of the whole cone should fit in about this many bytes (L2). */
