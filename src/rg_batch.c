@@ -123,7 +123,7 @@ static inline __attribute__((always_inline)) void forward_loop(int op, double *r
 static inline __attribute__((always_inline)) void forward_op(int op, int kind, double *restrict v,
                                                              const double *a, const double *c,
                                                              int64_t s0, int64_t s1) {
-    if (kind == RG_ROWS && rg_vmath(op, v + s0, a + s0, s1 - s0)) return;
+    if (kind == RG_ROWS && rg_vmath_op(op) && rg_vmath(op, v + s0, a + s0, s1 - s0)) return;
     if (kind == RG_ROWS) forward_loop(op, v, a, 1, c, 1, s0, s1);
     else if (kind == RG_UNIFORM_LHS) forward_loop(op, v, a, 0, c, 1, s0, s1);
     else forward_loop(op, v, a, 1, c, 0, s0, s1);

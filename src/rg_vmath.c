@@ -7,13 +7,9 @@
  */
 #include "rg_vmath.h"
 
-#include "rg_ops.h"
-
 #ifdef RG_VECTOR_MATH
 #include <immintrin.h>
 #include <string.h>
-
-#define RG_VMATH_LIST(X) X(EXP, exp) X(LOG, log) X(SIN, sin) X(COS, cos) X(TANH, tanh)
 
 typedef void (*rg_block8)(double *out, const double *in);
 

@@ -10,6 +10,18 @@
 
 #include <stdint.h>
 
+#include "rg_ops.h"
+
+/* The ops vector math computes, with their libm names. */
+#define RG_VMATH_LIST(X) X(EXP, exp) X(LOG, log) X(SIN, sin) X(COS, cos) X(TANH, tanh)
+
+/* Whether op is one of them (inline, so other ops skip the call to rg_vmath). */
+static inline int rg_vmath_op(int op) {
+#define RG_VMATH_IS(code, f) op == RG_##code ||
+    return RG_VMATH_LIST(RG_VMATH_IS) 0;
+#undef RG_VMATH_IS
+}
+
 /* Switches vector math on or off (on by default when built in); returns whether it is on, which is
  * never when the library was built without it. */
 int rg_set_vector_math(int on);
