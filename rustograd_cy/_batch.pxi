@@ -45,6 +45,12 @@ def get_vector_math():
     return bool(rg_vector_math())
 
 
+def _test_force_vector_level(int level):
+    """TESTS ONLY: run vector math through libmvec's SSE2 (0), AVX2 (1) or AVX-512 (2) entry points,
+    or the CPU's widest (-1), so each can be checked on one machine. False if the CPU lacks it."""
+    return bool(rg_vmath_force_level(level))
+
+
 cdef object _row(double *buf, int64_t size, rg_index i):
     """A copy of row i as a new ndarray (rows move when the batch grows, so no views are handed out)."""
     out = np.empty(size, dtype=np.float64)

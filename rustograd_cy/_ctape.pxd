@@ -94,3 +94,4 @@ cdef extern from "rg_batch.h" nogil:
 cdef extern from "rg_vmath.h" nogil:
     int rg_set_vector_math(int on)
     int rg_vector_math()
+    int rg_vmath_force_level(int level)

@@ -42,10 +42,21 @@ RG_VMATH_LIST(RG_AVX512_BLOCK)
 #pragma GCC pop_options
 
 static int enabled = 1;
+static int forced_level = -1; /* tests only: 0 (SSE2), 1 (AVX2) or 2 (AVX-512) instead of the CPU's */
+
+static int cpu_level(void) {
+    return __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+}
+
+int rg_vmath_force_level(int level) {
+    if (level > cpu_level()) return 0;
+    forced_level = level;
+    return 1;
+}
 
 /* The block function of op for this CPU, or NULL. */
 static rg_block8 block_for(int op) {
-    int level = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+    int level = forced_level >= 0 ? forced_level : cpu_level();
     switch (op) {
 #define RG_PICK(code, f)                                                                           \
     case RG_##code: return level == 2 ? f##_avx512 : level == 1 ? f##_avx2 : f##_sse;
@@ -81,6 +92,8 @@ int rg_set_vector_math(int on) {
 }
 
 int rg_vector_math(void) { return 0; }
+
+int rg_vmath_force_level(int level) { return level < 0; }
 
 int rg_vmath(int op, double *out, const double *in, int64_t n) {
     (void)op, (void)out, (void)in, (void)n;

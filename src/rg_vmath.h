@@ -27,6 +27,10 @@ static inline int rg_vmath_op(int op) {
 int rg_set_vector_math(int on);
 int rg_vector_math(void);
 
+/* TESTS ONLY: use libmvec's entry points for `level` (0: SSE2, 1: AVX2, 2: AVX-512), or, with -1,
+ * the widest the CPU has (the default). Returns 0, changing nothing, if the CPU lacks that level. */
+int rg_vmath_force_level(int level);
+
 /* When vector math is on and `op` is RG_EXP, RG_LOG, RG_SIN, RG_COS or RG_TANH: out[k] = op(in[k])
  * for k < n, and returns 1. Otherwise does nothing and returns 0. */
 int rg_vmath(int op, double *out, const double *in, int64_t n);

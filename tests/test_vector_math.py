@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import rustograd_cy as rg
+from rustograd_cy import _tape
 
 OPS = ("exp", "log", "sin", "cos", "tanh")
 MAX_ULP = 4  # what we measured; glibc documents libmvec as accurate to a few ulp
@@ -66,8 +67,17 @@ def test_switching_it_off_and_on():
         rg.set_vector_math(before)
 
 
+@pytest.fixture(params=[-1, 0, 1, 2], ids=["cpu", "sse2", "avx2", "avx512"])
+def level(request, vector_math):
+    """Each of libmvec's entry points this CPU can run (the widest by default)."""
+    if not _tape._test_force_vector_level(request.param):
+        pytest.skip("this CPU lacks that instruction set")
+    yield request.param
+    _tape._test_force_vector_level(-1)
+
+
 @pytest.mark.parametrize("op", OPS)
-def test_within_a_few_ulp_of_libm(op, vector_math):
+def test_within_a_few_ulp_of_libm(op, level):
     xs = inputs(op, np.random.default_rng(OPS.index(op)))
     fast = batched(op, xs)
     rg.set_vector_math(False)
@@ -81,7 +91,7 @@ def test_within_a_few_ulp_of_libm(op, vector_math):
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_a_value_does_not_depend_on_its_place_in_the_batch(op, vector_math):
+def test_a_value_does_not_depend_on_its_place_in_the_batch(op, level):
     xs = np.random.default_rng(7).uniform(0.1, 3.0, 203)
     whole = batched(op, xs)
     for start, stop in [(0, 1), (3, 16), (5, 13), (100, 203), (1, 202)]:
