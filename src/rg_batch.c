@@ -184,20 +184,21 @@ static inline __attribute__((always_inline)) void same_row_loop(
 }
 
 /* The sum of x[s0..s1) in 8 interleaved lanes (a GCC vector, so it is one vector add per 8 samples
- * whatever the ISA), each lane summed in order: nothing is reassociated. */
+ * whatever the ISA), each lane summed in sample order, then the lanes pairwise and the last s1 - s0
+ * mod 8 values: a fixed order. (The lanes are read as vector elements: through memory, a wide store
+ * read back piecewise stalls.) */
 typedef double rg_lanes __attribute__((vector_size(8 * sizeof(double))));
 
 static inline double lane_sum(const double *x, int64_t s0, int64_t s1) {
     rg_lanes acc = {0.0}, next;
-    double lane[8];
     int64_t s = s0;
     for (; s + 8 <= s1; s += 8) {
         memcpy(&next, x + s, sizeof next);
         acc += next;
     }
-    memcpy(lane, &acc, sizeof lane);
-    for (int k = 0; s < s1; s++, k++) lane[k] += x[s];
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    double tail = 0.0;
+    for (; s < s1; s++) tail += x[s];
+    return (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + tail;
 }
 
 /* Varying node i's reverse step on [s0, s1); a uniform operand's share goes to uniform_grad[].
