@@ -119,8 +119,9 @@ cdef inline bint _varies(Tape tape, rg_index i):
     return tape.b.varying[i] != 0
 
 
-cdef object _operand_row(Tape tape, rg_index i):
-    """Node i's B values as a new ndarray: its row, or its one value repeated."""
+cdef object _batch_values(Tape tape, rg_index i):
+    """Node i's B values as a new ndarray: its row, or its one value repeated (eval()'s result, and
+    what a callable gets)."""
     if _varies(tape, i):
         return _row(tape.b.value, tape.b.size, i)
     return np.full(tape.b.size, tape.c.value[i])
@@ -244,7 +245,7 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
                 if stop < end:
                     i = cone.idx[stop]
                     f = tape._funcs[i][0]
-                    _write_row(tape, i, f(_operand_row(tape, tape.c.lhs[i])), "function")
+                    _write_row(tape, i, f(_batch_values(tape, tape.c.lhs[i])), "function")
                     stop += 1
                 pos = stop
                 if callback is not None:
@@ -284,7 +285,7 @@ cdef int _apply_reverse(Tape tape, rg_index i) except -1:
     if not _any_nonzero(g, size):
         return 0  # as in the scalar sweep, df is not called when the adjoint is 0
     df = tape._funcs[i][1]
-    result = df(_operand_row(tape, lhs))
+    result = df(_batch_values(tape, lhs))
     arr = _callable_row(tape, i, result, "derivative")
     d = arr
     for s in range(size):
@@ -414,11 +415,6 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
     finally:
         tape._busy = False
         PyMem_Free(tangent)
-
-
-cdef object _batch_value(Tape tape, rg_index i):
-    """eval()'s result in batch mode: node i's B values (just computed) as a new ndarray."""
-    return _operand_row(tape, i)
 
 
 cdef object _batch_data(Tape tape, rg_index i):

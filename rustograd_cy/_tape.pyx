@@ -746,7 +746,7 @@ cdef class TapeTerm:
         """
         self.tape._forward(self.index, callback)
         if self.tape.b.size:
-            return _batch_value(self.tape, self.index)
+            return _batch_values(self.tape, self.index)
         return self.tape.c.value[self.index]
 
     def derive(self, var):

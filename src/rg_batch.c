@@ -486,17 +486,11 @@ void rg_sum_leaf_grads(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_i
     }
 }
 
-static int any_nonfinite(const double *x, int64_t count) {
-    for (int64_t s = 0; s < count; s++)
-        if (!isfinite(x[s])) return 1;
-    return 0;
-}
-
 rg_index rg_first_nonfinite_batch(const rg_batch *b, const double *rows, const double *scalars,
                                   const rg_index *cone, rg_index n, int descending) {
     for (rg_index k = 0; k < n; k++) {
         rg_index pos = descending ? n - 1 - k : k, i = cone[pos];
-        if (b->varying[i] ? any_nonfinite(rows + (int64_t)i * b->size, b->size)
+        if (b->varying[i] ? rg_any_nonfinite(rows + (int64_t)i * b->size, b->size)
                           : !isfinite(scalars[i]))
             return pos;
     }

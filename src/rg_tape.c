@@ -127,22 +127,14 @@ rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_ind
     return n;
 }
 
-/* Whether any of node i's `width` values (its row) is NaN or infinite. */
-static int row_nonfinite(const double *x, int64_t width, rg_index i) {
-    const double *row = x + (int64_t)i * width;
-    for (int64_t s = 0; s < width; s++)
-        if (!isfinite(row[s])) return 1;
-    return 0;
-}
-
 rg_index rg_first_nonfinite(const double *x, int64_t width, const rg_index *cone, rg_index n,
                             int descending) {
     if (descending) {
         for (rg_index pos = n - 1; pos >= 0; pos--)
-            if (row_nonfinite(x, width, cone[pos])) return pos;
+            if (rg_any_nonfinite(x + (int64_t)cone[pos] * width, width)) return pos;
     } else {
         for (rg_index pos = 0; pos < n; pos++)
-            if (row_nonfinite(x, width, cone[pos])) return pos;
+            if (rg_any_nonfinite(x + (int64_t)cone[pos] * width, width)) return pos;
     }
     return -1;
 }

@@ -98,6 +98,13 @@ static inline void rg_reverse_node(rg_tape *t, rg_index i, int o) {
 rg_index rg_tangent(const rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, rg_index var,
                     double *tangent);
 
+/* Whether any of x[0..count) is NaN or infinite. */
+static inline int rg_any_nonfinite(const double *x, int64_t count) {
+    for (int64_t k = 0; k < count; k++)
+        if (!isfinite(x[k])) return 1;
+    return 0;
+}
+
 /* Position of the first node of cone[0..n) (the last, with `descending`) whose entry in `x` (values,
  * gradients or tangents, indexed by node) is NaN or infinite, or -1. The anomaly check: run only
  * when it is enabled, after a sweep. */
