@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import rustograd_cy as rg
+from test_kinds import BINARY, UNARY, apply_op  # the op-by-name step of the three kinds' tests
 
 @pytest.fixture(autouse=True)
 def exact_math():
@@ -18,28 +19,6 @@ def exact_math():
     rg.set_vector_math(False)
     yield
     rg.set_vector_math(before)
-
-
-UNARY = ("neg", "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "square")
-BINARY = ("add", "sub", "mul", "div", "pow", "atan2", "maximum", "minimum")
-
-
-def apply_op(name, a, b):
-    if name == "neg":
-        return -a
-    if name in UNARY:
-        return getattr(a, name)()
-    if name == "add":
-        return a + b
-    if name == "sub":
-        return a - b
-    if name == "mul":
-        return a * b
-    if name == "div":
-        return a / b
-    if name == "pow":
-        return a ** b
-    return getattr(a, name)(b)
 
 
 def per_sample(output, leaves, arrays, size):
@@ -124,7 +103,7 @@ def build(tape, leaf_values, steps):
     nodes = list(leaves)
     for name, i, j, c in steps:
         a, b = nodes[i % len(nodes)], nodes[j % len(nodes)]
-        nodes.append(a ** c if name == "powc" else apply_op(name, a, b))
+        nodes.append(a ** c if name == "powc" else apply_op(name, a, b, c))
     return leaves, nodes
 
 
