@@ -11,6 +11,7 @@
 import numpy as np
 
 cdef int _num_threads = 1
+cdef bint _fuse_sums = True
 
 
 def set_num_threads(int n):
@@ -43,6 +44,14 @@ def set_vector_math(bint on):
 def get_vector_math():
     """Whether batched sweeps use vector math (see set_vector_math())."""
     return bool(rg_vector_math())
+
+
+def _test_fuse_sums(bint on):
+    """TESTS AND BENCHMARKS ONLY: run chains of sums fused (src/rg_plan.h; the default) or node by
+    node, to compare the two. Returns the previous setting."""
+    global _fuse_sums
+    before, _fuse_sums = _fuse_sums, on
+    return before
 
 
 def _test_force_vector_level(int level):
@@ -90,6 +99,7 @@ cdef object _as_batch(object value, str what):
 cdef int _drop_grads(Tape tape) except -1:
     memset(tape.c.grad, 0, <size_t>tape.c.size * sizeof(double))
     tape._grad_output = -1
+    tape._hollow_grads = None
     return 0
 
 
@@ -181,6 +191,8 @@ cdef int _array_leaves_changed(Tape tape) except -1:
     """Which nodes vary has changed: classify them again, and drop the gradients, which were computed
     with the old split into rows and numbers."""
     tape.b.classified = 0
+    tape._split += 1
+    tape._hollow_values = None  # every value is stale now (set() moved the epoch)
     return _drop_grads(tape)
 
 
@@ -220,8 +232,39 @@ cdef int _write_row(Tape tape, rg_index i, object result, str what) except -1:
     return 0
 
 
+cdef const rg_plan *_plan(Tape tape, _Cone cone) except NULL:
+    """The cone's plan for the C sweeps (src/rg_plan.h), made once per split of the nodes into
+    varying and uniform ones. Call _prepare() first."""
+    cdef uint64_t key = tape._split * 2 + _fuse_sums
+    if cone.plan_key != key:
+        rg_plan_free(&cone.plan)
+        cone.plan_key = 0
+        if rg_plan_build(&cone.plan, &tape.c, tape.b.varying, cone.idx, cone.n, _fuse_sums):
+            raise MemoryError("no memory to plan the batched sweeps")
+        cone.plan_key = key
+    return &cone.plan
+
+
+cdef int _fill_values(Tape tape, _Cone unless=None) except -1:
+    """Writes the value rows a fused eval() left unwritten (unless that was `unless`'s eval), before
+    they are read or their chains' operands change."""
+    if tape._hollow_values is not None and tape._hollow_values is not unless:
+        rg_fill_inner_values(&tape.c, &tape._hollow_values.plan, &tape.b)
+        tape._hollow_values = None
+    return 0
+
+
+cdef int _fill_grads(Tape tape) except -1:
+    """Writes the gradient rows a fused backprop() left unwritten, before they are read."""
+    if tape._hollow_grads is not None:
+        rg_fill_inner_grads(&tape._hollow_grads.plan, &tape.b)
+        tape._hollow_grads = None
+    return 0
+
+
 cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
     cdef _Cone cone = tape._cone(output)
+    cdef const rg_plan *plan
     cdef rg_stamp epoch = tape.c.epoch
     cdef rg_index pos = 0, end, stop, i
     cdef int64_t size = tape.b.size
@@ -229,13 +272,18 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
     cdef int err = 0
     tape._check_idle()
     _prepare(tape, output)
+    _fill_values(tape, unless=cone)
+    tape._hollow_values = None
     tape._busy = True
     try:
         if callback is None and not cone.has_apply:  # all in C: chunked, maybe threaded
+            plan = _plan(tape, cone)
             with nogil:
-                err = rg_forward_batch_all(&tape.c, &tape.b, cone.idx, cone.n, threads)
+                err = rg_forward_batch_all(&tape.c, &tape.b, plan, cone.idx, cone.n, threads)
             if err:
                 raise MemoryError("no memory for the batched sweep's scratch space")
+            if plan.n_chains > 0:
+                tape._hollow_values = cone
         else:  # one chunk of all samples, so a callable sees the whole batch at once
             while pos < cone.n:
                 end = cone.n if callback is None else pos + 1
@@ -256,6 +304,7 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
         tape._busy = False
     cone.valid_epoch = epoch
     if tape._check_finite or anomaly_on():
+        _fill_values(tape)
         _scan_batch(tape, cone, tape.b.value, tape.c.value, False, "eval()", "value")
     return 0
 
@@ -306,9 +355,12 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
     cdef int threads = _num_threads
     cdef int err = 0
     cdef double *scratch = NULL
+    cdef const rg_plan *plan
     tape._require_values(cone, "backprop()")
     tape._check_idle()
     _prepare(tape, output)
+    _fill_values(tape, unless=cone)
+    tape._hollow_grads = None
     tape._busy = True
     try:
         if tape._grad_output != output:
@@ -318,10 +370,14 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
         tape._grad_output = output
         if callback is None and not cone.has_apply:
             _first_reach(tape, cone)
+            plan = _plan(tape, cone)
             with nogil:
-                err = rg_reverse_batch_all(&tape.c, &tape.b, cone.idx, cone.first, cone.n, threads)
+                err = rg_reverse_batch_all(&tape.c, &tape.b, plan, cone.idx, cone.first, cone.n,
+                                           threads)
             if err:
                 raise MemoryError("no memory for the batched sweep's scratch space")
+            if plan.n_chains > 0:
+                tape._hollow_grads = cone
         else:
             scratch = <double *>PyMem_Malloc(<size_t>size * sizeof(double))
             if scratch == NULL:
@@ -352,6 +408,8 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
         tape._busy = False
         PyMem_Free(scratch)
     if tape._check_finite or anomaly_on():  # the gradients stay, for a look at them
+        _fill_values(tape)
+        _fill_grads(tape)
         _scan_batch(tape, cone, tape.b.value, tape.c.value, False, "backprop()", "value")
         _scan_batch(tape, cone, tape.b.grad, tape.c.grad, True, "backprop()", "gradient")
     return 0
@@ -385,6 +443,7 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
     tape._require_values(cone, "derive()")
     tape._check_idle()
     _prepare(tape, output)
+    _fill_values(tape)
     rg_fill_uniform_rows(&tape.c, &tape.b, cone.idx, cone.n)  # the tangent sweep reads every row
     cdef double *tangent = <double *>PyMem_Malloc((<size_t>output + 1) * <size_t>size * sizeof(double))
     if tangent == NULL:
@@ -425,6 +484,7 @@ cdef object _batch_data(Tape tape, rg_index i):
     if not rg_is_leaf(op) and tape.c.stamp[i] != tape.c.epoch:
         return None
     if _varies(tape, i):
+        _fill_values(tape)
         return _row(tape.b.value, tape.b.size, i)
     return tape.c.value[i]
 
@@ -436,5 +496,6 @@ cdef object _batch_grad(Tape tape, rg_index i):
         return None
     _prepare(tape, i)
     if _varies(tape, i):
+        _fill_grads(tape)
         return _row(tape.b.grad, tape.b.size, i)
     return tape.c.grad[i]

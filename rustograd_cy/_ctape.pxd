@@ -55,6 +55,16 @@ cdef extern from "rg_tape.h" nogil:
                                 int descending)
     void rg_reset_stamps(rg_tape *t)
 
+cdef extern from "rg_plan.h" nogil:
+    ctypedef struct rg_plan:
+        int32_t *unit
+        int32_t n_chains
+
+    int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg_index *cone,
+                      rg_index n, int fuse)
+    void rg_plan_free(rg_plan *p)
+    size_t rg_plan_bytes(const rg_plan *p, rg_index n)
+
 cdef extern from "rg_batch.h" nogil:
     ctypedef struct rg_batch:
         double *value
@@ -80,12 +90,15 @@ cdef extern from "rg_batch.h" nogil:
     rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
                               rg_index pos, rg_index stop, int64_t s0, int64_t s1,
                               double *uniform_grad, double *scratch, int mode)
+    void rg_fill_inner_values(const rg_tape *t, const rg_plan *p, rg_batch *b)
+    void rg_fill_inner_grads(const rg_plan *p, rg_batch *b)
     rg_index rg_tangent_batch(const rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index pos,
                               rg_index n, rg_index var, double *tangent, int64_t s0, int64_t s1)
     void rg_fill_uniform_rows(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n)
-    int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads)
-    int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
+    int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
                              rg_index n, int threads)
+    int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
+                             const uint8_t *first, rg_index n, int threads)
     void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
     void rg_sum_leaf_grads(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n)
     rg_index rg_first_nonfinite_batch(const rg_batch *b, const double *rows, const double *scalars,

@@ -1,6 +1,6 @@
 # The tape and its term proxy. Bodies in _tape.pyx; shipped so other Cython code can cimport them.
-from rustograd_cy._ctape cimport rg_batch, rg_index, rg_stamp, rg_tape
-from libc.stdint cimport int64_t, uint8_t
+from rustograd_cy._ctape cimport rg_batch, rg_index, rg_plan, rg_stamp, rg_tape
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 
 cdef class _Cone:
@@ -9,6 +9,8 @@ cdef class _Cone:
     cdef rg_stamp valid_epoch       # epoch in which all of the cone's values were last known current
     cdef bint has_apply             # an apply() node (a Python callable) is among them
     cdef uint8_t *first             # rg_first_reach's flags, made by the first batched backprop()
+    cdef rg_plan plan               # how the C sweeps run it in batch mode (src/rg_plan.h)
+    cdef uint64_t plan_key          # what the plan was made for (_plan()); 0: none made
 
 
 cdef class Tape:
@@ -20,6 +22,9 @@ cdef class Tape:
     cdef bint _busy                 # a sweep is running: nodes and values must not change
     cdef rg_batch b                 # batch rows (src/rg_batch.h); b.size == 0 in scalar mode
     cdef set _array_leaves          # leaves holding an array; the tape is batched while non-empty
+    cdef uint64_t _split            # counts changes of which nodes vary (plans depend on it)
+    cdef _Cone _hollow_values       # the cone whose fused eval() left its inner nodes' rows unwritten
+    cdef _Cone _hollow_grads        # the cone whose fused backprop() did (src/rg_plan.h)
     cdef bint _check_finite         # scan each sweep's cone for NaN/inf (also on in detect_anomaly())
     cdef object __weakref__
 

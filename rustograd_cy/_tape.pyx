@@ -72,6 +72,7 @@ cdef class _Cone:
     def __dealloc__(self):
         free(self.idx)
         free(self.first)
+        rg_plan_free(&self.plan)
 
 
 @cython.final
@@ -93,6 +94,7 @@ cdef class Tape:
         self._grad_output = -1
         self._busy = False
         self._array_leaves = set()
+        self._split = 1
         self._push(RG_CONST, 0, 0, 0.0)
         self._push(RG_CONST, 0, 0, 1.0)
         self._names[0] = "0"
@@ -198,6 +200,7 @@ cdef class Tape:
         total += <size_t>self.b.rows * (2 * sizeof(double) * <size_t>self.b.size + 2)
         for cone in self._cones.values():
             total += <size_t>cone.n * (sizeof(rg_index) + (1 if cone.first != NULL else 0))
+            total += rg_plan_bytes(&cone.plan, cone.n)
         return total
 
     # -- internals --------------------------------------------------------------------------------

@@ -201,18 +201,17 @@ static inline double lane_sum(const double *x, int64_t s0, int64_t s1) {
     return (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + tail;
 }
 
-/* Varying node i's reverse step on [s0, s1); a uniform operand's share goes to uniform_grad[].
- * `first` says which operand rows this node reaches first (bit 0: lhs, bit 1: rhs; see
- * rg_first_reach), where it stores rather than adds. */
+/* Varying node i's reverse step on [s0, s1), given its adjoint row g; a uniform operand's share goes
+ * to uniform_grad[]. `first` says which operand rows this node reaches first (bit 0: lhs, bit 1:
+ * rhs; see rg_first_reach), where it stores rather than adds. */
 static inline __attribute__((always_inline)) void reverse_op(const rg_tape *t, rg_batch *b,
                                                              rg_index i, int o, int first,
                                                              int64_t s0, int64_t s1,
                                                              double *uniform_grad,
-                                                             double *scratch) {
+                                                             double *scratch, const double *g) {
     const int64_t B = b->size;
     rg_index l = t->lhs[i], r = t->rhs[i];
     const double *v = b->value + (int64_t)i * B, *a = operand(t, b, l), *c = operand(t, b, r);
-    const double *g = b->grad + (int64_t)i * B;
     double *ga = b->grad + (int64_t)l * B, *gc = b->grad + (int64_t)r * B;
     int binary = RG_OP_INFO[o].arity == 2;
     switch (operand_kind(b, l, r)) {
@@ -236,6 +235,140 @@ static inline __attribute__((always_inline)) void reverse_op(const rg_tape *t, r
             else reverse_loop(o, v, a, 1, c, 0, g, ga, 0, scratch, 1, s0, s1);
             if (binary) uniform_grad[r] += lane_sum(scratch, s0, s1);
             break;
+    }
+}
+
+/* A chain's k-th term at sample s (rg_plan.h): w * x[s] or x[s] * w (in its MUL node's operand
+ * order) for a scaled term, else the plain term's x[s * ix]. */
+static inline __attribute__((always_inline)) double term_value(const double *x, int64_t ix,
+                                                               double w, int scaled,
+                                                               int scale_first, int64_t s) {
+    return !scaled ? x[s * ix] : scale_first ? w * x[s] : x[s] * w;
+}
+
+/* A chain's sum on [s0, s1): v = a + term, or with `in_place` v = v + term (a unused). */
+static inline __attribute__((always_inline)) void sum_loop(double *restrict v, const double *a,
+                                                           int64_t ia, const double *x,
+                                                           int64_t ix, double w, int scaled,
+                                                           int scale_first, int in_place,
+                                                           int64_t s0, int64_t s1) {
+    if (in_place)
+        for (int64_t s = s0; s < s1; s++) v[s] += term_value(x, ix, w, scaled, scale_first, s);
+    else
+        for (int64_t s = s0; s < s1; s++)
+            v[s] = a[s * ia] + term_value(x, ix, w, scaled, scale_first, s);
+}
+
+/* Link L's sum into row v (see sum_loop), the strides and the kind of term made constants. */
+static inline __attribute__((always_inline)) void sum_term(const rg_tape *t, const rg_batch *b,
+                                                           const rg_link *L, double *v,
+                                                           const double *a, int64_t ia,
+                                                           int in_place, int64_t s0, int64_t s1) {
+    const double *x = operand(t, b, L->term);
+    if (L->product >= 0 && L->scale_first)
+        sum_loop(v, a, ia, x, 1, t->value[L->scale], 1, 1, in_place, s0, s1);
+    else if (L->product >= 0)
+        sum_loop(v, a, ia, x, 1, t->value[L->scale], 1, 0, in_place, s0, s1);
+    else if (b->varying[L->term])
+        sum_loop(v, a, ia, x, 1, 0.0, 0, 0, in_place, s0, s1);
+    else
+        sum_loop(v, a, ia, x, 0, 0.0, 0, 0, in_place, s0, s1);
+}
+
+/* Chain c on [s0, s1), the first sum first, with the node-by-node sweep's arithmetic. The sums
+ * accumulate in the top's row: the inner nodes' rows are left unwritten (rg_fill_inner_values). */
+static inline __attribute__((always_inline)) void chain_forward(const rg_tape *t, rg_batch *b,
+                                                                const rg_plan *p,
+                                                                const rg_chain *c, int64_t s0,
+                                                                int64_t s1) {
+    const rg_link *L = p->links + c->first;
+    double *v = b->value + (int64_t)L[c->count - 1].add * b->size;
+    const double *base = operand(t, b, c->base);
+    if (b->varying[c->base]) sum_term(t, b, &L[0], v, base, 1, 0, s0, s1);
+    else sum_term(t, b, &L[0], v, base, 0, 0, s0, s1);
+    for (int32_t k = 1; k < c->count; k++) sum_term(t, b, &L[k], v, NULL, 0, 1, s0, s1);
+}
+
+void rg_fill_inner_values(const rg_tape *t, const rg_plan *p, rg_batch *b) {
+    const int64_t B = b->size;
+    for (int32_t c = 0; c < p->n_chains; c++) {
+        const rg_link *L = p->links + p->chains[c].first;
+        rg_index prev = p->chains[c].base;
+        for (int32_t k = 0; k < p->chains[c].count; k++) {
+            if (L[k].product >= 0) { /* its product's row, then the sum as a plain term of it */
+                double *q = b->value + (int64_t)L[k].product * B, w = t->value[L[k].scale];
+                const double *x = b->value + (int64_t)L[k].term * B;
+                for (int64_t s = 0; s < B; s++) q[s] = term_value(x, 1, w, 1, L[k].scale_first, s);
+                forward_op(RG_ADD, operand_kind(b, prev, L[k].product),
+                           b->value + (int64_t)L[k].add * B, operand(t, b, prev), q, 0, B);
+            } else {
+                forward_op(RG_ADD, operand_kind(b, prev, L[k].term),
+                           b->value + (int64_t)L[k].add * B, operand(t, b, prev),
+                           operand(t, b, L[k].term), 0, B);
+            }
+            prev = L[k].add;
+        }
+    }
+}
+
+/* out = g where g is not 0, else +0 (added to out, or stored as 0.0 + that): what a sum's operand
+ * gets, its partial being 1, in the node-by-node sweep. */
+static inline __attribute__((always_inline)) void pass_loop(const double *restrict g,
+                                                            double *restrict out, int store,
+                                                            int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; s++) {
+        double gs = g[s];
+        out[s] = (store ? 0.0 : out[s]) + (gs != 0.0 ? gs : 0.0);
+    }
+}
+
+/* A sum's adjoint row g passed on to its operand k: into k's row, or summed into uniform_grad[k]. */
+static inline __attribute__((always_inline)) void pass_grad(const rg_batch *b, rg_index k,
+                                                            const double *g, int store,
+                                                            int64_t s0, int64_t s1,
+                                                            double *uniform_grad,
+                                                            double *scratch) {
+    if (b->varying[k]) {
+        double *gk = b->grad + (int64_t)k * b->size;
+        if (store) pass_loop(g, gk, 1, s0, s1);
+        else pass_loop(g, gk, 0, s0, s1);
+    } else {
+        pass_loop(g, scratch, 1, s0, s1);
+        uniform_grad[k] += lane_sum(scratch, s0, s1);
+    }
+}
+
+/* Chain c's reverse step on [s0, s1): the top's adjoint row goes, unchanged, through every inner
+ * sum to each term (a scaled term's product passes it on times w to x, and x times it to w), last
+ * term first, then to the base. */
+static inline __attribute__((always_inline)) void chain_reverse(const rg_tape *t, rg_batch *b,
+                                                                const rg_plan *p,
+                                                                const rg_chain *c, int64_t s0,
+                                                                int64_t s1, double *uniform_grad,
+                                                                double *scratch) {
+    const rg_link *L = p->links + c->first;
+    const double *g = b->grad + (int64_t)L[c->count - 1].add * b->size;
+    for (int32_t k = c->count - 1; k >= 0; k--) {
+        if (L[k].product >= 0) {
+            int first = L[k].store ? (L[k].scale_first ? 2 : 1) : 0;
+            reverse_op(t, b, L[k].product, RG_MUL, first, s0, s1, uniform_grad, scratch, g);
+        } else {
+            pass_grad(b, L[k].term, g, L[k].store, s0, s1, uniform_grad, scratch);
+        }
+    }
+    pass_grad(b, c->base, g, c->store_base, s0, s1, uniform_grad, scratch);
+}
+
+void rg_fill_inner_grads(const rg_plan *p, rg_batch *b) {
+    const int64_t B = b->size;
+    for (int32_t c = 0; c < p->n_chains; c++) {
+        const rg_link *L = p->links + p->chains[c].first;
+        int32_t count = p->chains[c].count;
+        const double *g = b->grad + (int64_t)L[count - 1].add * B;
+        for (int32_t k = 0; k < count; k++) {
+            if (k < count - 1) pass_loop(g, b->grad + (int64_t)L[k].add * B, 1, 0, B);
+            if (L[k].product >= 0) pass_loop(g, b->grad + (int64_t)L[k].product * B, 1, 0, B);
+        }
     }
 }
 
@@ -293,9 +426,17 @@ void rg_fill_uniform_rows(const rg_tape *t, rg_batch *b, const rg_index *cone, r
     }
 }
 
+/* Varying node i's row on [s0, s1) (not an apply node). */
+static inline __attribute__((always_inline)) void forward_node(const rg_tape *t, rg_batch *b,
+                                                               rg_index i, int64_t s0,
+                                                               int64_t s1) {
+    rg_index l = t->lhs[i], r = t->rhs[i];
+    forward_op(t->op[i], operand_kind(b, l, r), b->value + (int64_t)i * b->size, operand(t, b, l),
+               operand(t, b, r), s0, s1);
+}
+
 RG_KERNEL rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
                                     rg_index n, int64_t s0, int64_t s1, int mode) {
-    const int64_t B = b->size;
     for (; pos < n; pos++) {
         rg_index i = cone[pos];
         int o = t->op[i];
@@ -307,10 +448,28 @@ RG_KERNEL rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *con
         }
         if (!(mode & RG_SWEEP_VARYING)) continue;
         if (o == RG_APPLY) return pos;
-        forward_op(o, operand_kind(b, l, r), b->value + (int64_t)i * B, operand(t, b, l),
-                   operand(t, b, r), s0, s1);
+        forward_node(t, b, i, s0, s1);
     }
     return n;
+}
+
+/* The varying rows of an apply-free cone on [s0, s1), by the plan's steps (chains fused). */
+RG_KERNEL static void planned_forward(const rg_tape *t, rg_batch *b, const rg_plan *p,
+                                      const rg_index *cone, int64_t s0, int64_t s1) {
+    for (int32_t u = 0; u < p->n_steps; u++) {
+        int32_t pos = p->steps[u], unit = p->unit[pos];
+        if (unit >= 0) chain_forward(t, b, p, &p->chains[unit], s0, s1);
+        else forward_node(t, b, cone[pos], s0, s1);
+    }
+}
+
+/* The uniform nodes' values, once, by the plan's list of them. */
+static void uniform_forward(rg_tape *t, const rg_plan *p, const rg_index *cone) {
+    for (int32_t u = 0; u < p->n_uniform; u++) {
+        rg_index i = cone[p->uniform[u]];
+        int o = t->op[i];
+        if (!rg_is_leaf(o)) t->value[i] = rg_value(o, t->value[t->lhs[i]], t->value[t->rhs[i]]);
+    }
 }
 
 void rg_first_reach(const rg_tape *t, const rg_index *cone, rg_index n, uint8_t *mark,
@@ -362,14 +521,47 @@ RG_KERNEL rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *con
         }
         if (!(mode & RG_SWEEP_VARYING)) continue;
         if (o == RG_APPLY) return pos;
-        reverse_op(t, b, i, o, first == NULL ? 0 : first[pos], s0, s1, uniform_grad, scratch);
+        reverse_op(t, b, i, o, first == NULL ? 0 : first[pos], s0, s1, uniform_grad, scratch,
+                   b->grad + (int64_t)i * b->size);
     }
     return stop - 1;
+}
+
+/* The reverse of planned_forward, with rg_first_reach's flags. */
+RG_KERNEL static void planned_reverse(const rg_tape *t, rg_batch *b, const rg_plan *p,
+                                      const rg_index *cone, const uint8_t *first, int64_t s0,
+                                      int64_t s1, double *uniform_grad, double *scratch) {
+    for (int32_t u = p->n_steps - 1; u >= 0; u--) {
+        int32_t pos = p->steps[u], unit = p->unit[pos];
+        rg_index i = cone[pos];
+        if (unit >= 0)
+            chain_reverse(t, b, p, &p->chains[unit], s0, s1, uniform_grad, scratch);
+        else
+            reverse_op(t, b, i, t->op[i], first[pos], s0, s1, uniform_grad, scratch,
+                       b->grad + (int64_t)i * b->size);
+    }
+}
+
+/* The uniform nodes' gradients: zeroed (the output's seeded with B) or, after the varying rows
+ * have added their sums, swept back, by the plan's list of them. */
+static void uniform_reverse_begin(rg_tape *t, const rg_batch *b, const rg_plan *p,
+                                  const rg_index *cone, rg_index n) {
+    for (int32_t u = 0; u < p->n_uniform; u++) t->grad[cone[p->uniform[u]]] = 0.0;
+    if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = (double)b->size;
+}
+
+static void uniform_reverse(rg_tape *t, const rg_plan *p, const rg_index *cone) {
+    for (int32_t u = p->n_uniform - 1; u >= 0; u--) {
+        rg_index i = cone[p->uniform[u]];
+        int o = t->op[i];
+        if (!rg_is_leaf(o)) rg_reverse_node(t, i, o);
+    }
 }
 
 typedef struct {
     rg_tape *t;
     rg_batch *b;
+    const rg_plan *plan;
     const rg_index *cone;
     const uint8_t *first;
     rg_index n;
@@ -387,10 +579,10 @@ static void run_job(const rg_batch_job *j) {
         int64_t e = j->s1 - s < chunk ? j->s1 : s + chunk;
         if (j->reverse) {
             rg_reverse_begin_batch(j->b, j->cone, j->n, s, e, 0);
-            rg_reverse_batch(j->t, j->b, j->cone, j->first, j->n - 1, 0, s, e, j->uniform_grad,
-                             j->scratch, RG_SWEEP_VARYING);
+            planned_reverse(j->t, j->b, j->plan, j->cone, j->first, s, e, j->uniform_grad,
+                            j->scratch);
         } else {
-            rg_forward_batch(j->t, j->b, j->cone, 0, j->n, s, e, RG_SWEEP_VARYING);
+            planned_forward(j->t, j->b, j->plan, j->cone, s, e);
         }
     }
 }
@@ -405,8 +597,8 @@ static void *thread_main(void *arg) {
  * runs the first). Each thread writes only its own samples of each row, so the threads never share
  * a cache line's worth of work except at range edges (ranges start at multiples of 8 samples), and
  * its own sums for uniform operands, added up in thread order at the end. */
-static int run_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
-                   rg_index n, int threads, int reverse) {
+static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
+                   const uint8_t *first, rg_index n, int threads, int reverse) {
     const int64_t B = b->size;
     const int output_varies = b->varying[cone[n - 1]];
     int64_t k = threads < 1 ? 1 : threads;
@@ -427,8 +619,8 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t 
             return RG_ENOMEM;
         }
     }
-    if (reverse) rg_reverse_begin_uniform(t, b, cone, n);
-    else rg_forward_batch(t, b, cone, 0, n, 0, 0, RG_SWEEP_UNIFORM);
+    if (reverse) uniform_reverse_begin(t, b, plan, cone, n);
+    else uniform_forward(t, plan, cone);
     if (output_varies) {
         rg_batch_job jobs[RG_BATCH_MAX_THREADS];
         pthread_t tid[RG_BATCH_MAX_THREADS];
@@ -438,7 +630,7 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t 
             int64_t s0 = j * per < B ? j * per : B;
             int64_t s1 = j == k - 1 || (j + 1) * per > B ? B : (j + 1) * per;
             double *own = j == 0 ? t->grad : sums == NULL ? NULL : sums + (j - 1) * width;
-            jobs[j] = (rg_batch_job){t, b, cone, first, n, s0, s1, reverse, own,
+            jobs[j] = (rg_batch_job){t, b, plan, cone, first, n, s0, s1, reverse, own,
                                      scratch == NULL ? NULL : scratch + j * B};
         }
         for (int64_t j = 1; j < k; j++)
@@ -449,22 +641,25 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t 
             else run_job(&jobs[j]); /* no thread: do its share here */
         }
         for (int64_t j = 1; reverse && j < k; j++)
-            for (rg_index pos = 0; pos < n; pos++)
-                if (!b->varying[cone[pos]]) t->grad[cone[pos]] += sums[(j - 1) * width + cone[pos]];
+            for (int32_t u = 0; u < plan->n_uniform; u++) {
+                rg_index i = cone[plan->uniform[u]];
+                t->grad[i] += sums[(j - 1) * width + i];
+            }
     }
-    if (reverse) rg_reverse_batch(t, b, cone, NULL, n - 1, 0, 0, 0, t->grad, NULL, RG_SWEEP_UNIFORM);
+    if (reverse) uniform_reverse(t, plan, cone);
     free(scratch);
     free(sums);
     return RG_OK;
 }
 
-int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads) {
-    return run_all(t, b, cone, NULL, n, threads, 0);
+int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
+                         rg_index n, int threads) {
+    return run_all(t, b, plan, cone, NULL, n, threads, 0);
 }
 
-int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
-                         rg_index n, int threads) {
-    return run_all(t, b, cone, first, n, threads, 1);
+int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
+                         const uint8_t *first, rg_index n, int threads) {
+    return run_all(t, b, plan, cone, first, n, threads, 1);
 }
 
 void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch) {

@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "rg_plan.h"
 #include "rg_tape.h"
 
 typedef struct {
@@ -45,11 +46,12 @@ int rg_batch_reserve(rg_batch *b, int64_t rows);
 /* Brings varying[] up to date for nodes [0, upto) (upto <= rows); cheap when it already is. */
 void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto);
 
-/* Forward sweep over cone[pos..n): with RG_SWEEP_UNIFORM, uniform nodes get their value[]; with
- * RG_SWEEP_VARYING, varying nodes get their rows on samples [s0, s1). Stops at an apply node and
- * returns its position (its row is left to the caller), or returns n. Stamps nothing. */
-rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos, rg_index n,
-                          int64_t s0, int64_t s1, int mode);
+/* Forward sweep over cone[pos..n), node by node: with RG_SWEEP_UNIFORM, uniform nodes get their
+ * value[]; with RG_SWEEP_VARYING, varying nodes get their rows on samples [s0, s1). Stops at an
+ * apply node and returns its position (its row is left to the caller), or returns n. Stamps
+ * nothing. */
+rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
+                          rg_index n, int64_t s0, int64_t s1, int mode);
 
 /* For each cone position, which of its operands' gradient rows its node is the first to reach in a
  * reverse sweep (bit 0: lhs, bit 1: rhs), written to first[pos]. A sweep given these stores there
@@ -67,16 +69,22 @@ void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64
  * derivative of the sum over the batch). */
 void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n);
 
-/* Reverse sweep over cone positions pos, pos - 1, ..., stop, as rg_reverse per sample (a zero
- * adjoint or partial is not propagated). With RG_SWEEP_VARYING, varying nodes' rows on [s0, s1)
- * propagate to their operands' rows (stored where `first` says, else added: with first == NULL,
- * to zeroed rows), and to uniform operands' entries of `uniform_grad` (indexed by node) as sums over
- * those samples; `scratch` holds b->size doubles. With RG_SWEEP_UNIFORM, uniform nodes propagate
- * grad[] (uniform_grad must then be t->grad). Returns the position of the first apply node met, or
- * stop - 1 when done. */
+/* Reverse sweep over cone positions pos, pos - 1, ..., stop, node by node, as rg_reverse per sample
+ * (a zero adjoint or partial is not propagated). With RG_SWEEP_VARYING, varying nodes' rows on
+ * [s0, s1) propagate to their operands' rows (stored where `first` says, else added: with
+ * first == NULL, to zeroed rows), and to uniform operands' entries of `uniform_grad` (indexed by
+ * node) as sums over those samples; `scratch` holds b->size doubles. With RG_SWEEP_UNIFORM, uniform
+ * nodes propagate grad[] (uniform_grad must then be t->grad). Returns the position of the first
+ * apply node met, or stop - 1 when done. */
 rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
                           rg_index pos, rg_index stop, int64_t s0, int64_t s1,
                           double *uniform_grad, double *scratch, int mode);
+
+/* Write the rows of the plan's inner nodes, which fused sweeps leave unwritten (rg_plan.h): their
+ * values (from the chains' operands: call it while those rows are current) or their gradients (from
+ * the tops' gradient rows). */
+void rg_fill_inner_values(const rg_tape *t, const rg_plan *p, rg_batch *b);
+void rg_fill_inner_grads(const rg_plan *p, rg_batch *b);
 
 /* Tangent (forward-mode) sweep over cone[pos..n) for samples [s0, s1), as rg_tangent per sample, into
  * `tangent` (node-major rows of b->size, indexed by node). Reads every cone node's value row, so call
@@ -89,13 +97,15 @@ rg_index rg_tangent_batch(const rg_tape *t, const rg_batch *b, const rg_index *c
 void rg_fill_uniform_rows(const rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n);
 
 /* The whole forward (or reverse, begins included, with rg_first_reach's flags) sweep of an
- * apply-free cone over all samples: uniform nodes once, varying rows in cache-sized chunks, split
- * across `threads` threads when the batch is long enough. RG_OK, or RG_ENOMEM when memory for the
- * sweep's scratch space ran out (nothing is computed then). Threads that cannot be started leave
- * their share to the caller's. */
-int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index n, int threads);
-int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
+ * apply-free cone over all samples, by the cone's plan: uniform nodes once, varying rows in
+ * cache-sized chunks, chains fused (leaving their inner nodes' rows unwritten), split across
+ * `threads` threads when the batch is long enough. RG_OK, or RG_ENOMEM when memory for the sweep's
+ * scratch space ran out (nothing is computed then). Threads that cannot be started leave their
+ * share to the caller's. */
+int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
                          rg_index n, int threads);
+int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
+                         const uint8_t *first, rg_index n, int threads);
 
 /* Stamps the cone's computed nodes with `epoch` (a batch sweep stamps nothing itself). */
 void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch);

@@ -1,0 +1,222 @@
+/* rg_plan.c -- finding a cone's fusable sums. See rg_plan.h for what they are. */
+#include "rg_plan.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Passes of the order check before giving up on fusing anything (each pass that finds the order
+ * changed unfuses at least one chain; real graphs need one or two). */
+#define RG_PLAN_MAX_PASSES 32
+
+typedef struct {
+    const rg_tape *t;
+    const uint8_t *varying;
+    const rg_index *cone;
+    rg_index n;
+    uint8_t *uses;       /* per node: its uses in the cone, counted up to 2 */
+    uint8_t *inner_add;  /* per node: an ADD used only as the lhs of a chain's next ADD */
+    int32_t *pos_of;     /* per node of the cone: its position */
+    int32_t *member;     /* per position: the candidate chain the node belongs to, or -1 */
+    int32_t *last;       /* per node: position of the latest contribution to its row, or -1 */
+    int32_t *last_chain; /* per node: the chain that made that contribution, or -1 */
+    uint8_t *broken;     /* per candidate chain: not to be fused after all */
+    rg_chain *chains;
+    rg_link *links;
+    int32_t n_chains, n_links;
+} search;
+
+/* An ADD node that can be one of a chain's sums. */
+static int chainable(const search *s, rg_index m) {
+    return s->varying[m] && s->t->op[m] == RG_ADD && s->t->lhs[m] != s->t->rhs[m];
+}
+
+/* Fills in link L for sum node `add`: its term, scaled (see rg_plan.h) or plain. */
+static int make_link(const search *s, rg_index add, rg_link *L) {
+    const rg_tape *t = s->t;
+    rg_index m = t->rhs[add], l = t->lhs[m], r = t->rhs[m];
+    *L = (rg_link){add, m, -1, -1, 0, 0};
+    if (!s->varying[m] || t->op[m] != RG_MUL || s->uses[m] != 1 || l == r) return 0;
+    if (s->varying[l] == s->varying[r]) return 0;
+    L->product = m;
+    L->scale_first = !s->varying[l];
+    L->scale = L->scale_first ? l : r;
+    L->term = L->scale_first ? r : l;
+    return 1;
+}
+
+/* Adds the chain whose top is `top` as a candidate, if it fuses at least two nodes. */
+static void add_chain(search *s, rg_index top) {
+    const rg_tape *t = s->t;
+    int32_t first = s->n_links, count = 0, fused = 0;
+    for (rg_index a = top;; a = t->lhs[a]) { /* top down, so the links come out reversed */
+        fused += 1 + make_link(s, a, &s->links[first + count]);
+        count++;
+        if (!s->inner_add[t->lhs[a]]) break;
+    }
+    if (fused < 2) return;
+    for (int32_t k = 0; k < count / 2; k++) { /* a1 first */
+        rg_link tmp = s->links[first + k];
+        s->links[first + k] = s->links[first + count - 1 - k];
+        s->links[first + count - 1 - k] = tmp;
+    }
+    int32_t c = s->n_chains++;
+    s->chains[c] = (rg_chain){t->lhs[s->links[first].add], 0, first, count};
+    s->n_links += count;
+    for (int32_t k = first; k < first + count; k++) {
+        s->member[s->pos_of[s->links[k].add]] = c;
+        if (s->links[k].product >= 0) s->member[s->pos_of[s->links[k].product]] = c;
+    }
+}
+
+/* One contribution to row x, made by the node at `pos` (of chain c, or -1), in the fused sweep's
+ * order: it must come after every later position's. Notes whether it is the row's first. */
+static int contribute(search *s, int32_t pos, rg_index x, int32_t c, uint8_t *store) {
+    if (!s->varying[x]) return 0; /* a uniform operand's share is summed: order is not kept there */
+    int32_t before = s->last[x], changed = before >= 0 && pos > before;
+    if (changed) {
+        if (c >= 0) s->broken[c] = 1;
+        if (s->last_chain[x] >= 0) s->broken[s->last_chain[x]] = 1;
+    }
+    if (store != NULL) *store = before < 0;
+    s->last[x] = pos;
+    s->last_chain[x] = c;
+    return changed;
+}
+
+/* Walks the cone as the fused reverse sweep would (each unbroken chain at its top: terms last to
+ * first, then the base) and breaks the chains that change some row's order of contributions.
+ * Records which contributions are their row's first. Returns how many changes it found. */
+static int check_order(search *s) {
+    const rg_tape *t = s->t;
+    rg_index output = s->cone[s->n - 1];
+    int changes = 0;
+    memset(s->last, 0xff, ((size_t)output + 1) * sizeof *s->last);
+    memset(s->last_chain, 0xff, ((size_t)output + 1) * sizeof *s->last_chain);
+    for (rg_index pos = s->n - 1; pos >= 0; pos--) {
+        rg_index m = s->cone[pos];
+        int o = t->op[m];
+        if (rg_is_leaf(o) || !s->varying[m]) continue;
+        int32_t c = s->member[pos];
+        if (c >= 0 && s->broken[c]) c = -1;
+        if (c < 0) {
+            changes += contribute(s, pos, t->lhs[m], -1, NULL);
+            if (RG_OP_INFO[o].arity == 2 && t->rhs[m] != t->lhs[m])
+                changes += contribute(s, pos, t->rhs[m], -1, NULL);
+            continue;
+        }
+        rg_chain *ch = &s->chains[c];
+        rg_link *links = s->links + ch->first;
+        if (m != links[ch->count - 1].add) continue; /* inner: done at the top */
+        for (int32_t k = ch->count - 1; k >= 0; k--) {
+            rg_index by = links[k].product >= 0 ? links[k].product : links[k].add;
+            changes += contribute(s, s->pos_of[by], links[k].term, c, &links[k].store);
+        }
+        changes += contribute(s, s->pos_of[links[0].add], ch->base, c, &ch->store_base);
+    }
+    return changes;
+}
+
+/* The plan: the unbroken candidates, and the lists of steps. */
+static int make_plan(search *s, rg_plan *p) {
+    int32_t kept = 0, kept_links = 0;
+    for (int32_t c = 0; c < s->n_chains; c++)
+        if (!s->broken[c]) kept++, kept_links += s->chains[c].count;
+    p->unit = malloc((size_t)s->n * sizeof *p->unit);
+    p->steps = malloc((size_t)s->n * sizeof *p->steps);
+    p->uniform = malloc((size_t)s->n * sizeof *p->uniform);
+    p->chains = malloc((size_t)(kept > 0 ? kept : 1) * sizeof *p->chains);
+    p->links = malloc((size_t)(kept_links > 0 ? kept_links : 1) * sizeof *p->links);
+    if (p->unit == NULL || p->steps == NULL || p->uniform == NULL || p->chains == NULL ||
+        p->links == NULL)
+        return RG_ENOMEM;
+    for (rg_index pos = 0; pos < s->n; pos++) p->unit[pos] = RG_UNIT_NODE;
+    for (int32_t c = 0; c < s->n_chains; c++) {
+        if (s->broken[c]) continue;
+        rg_chain ch = s->chains[c];
+        const rg_link *links = s->links + ch.first;
+        ch.first = p->n_links;
+        memcpy(p->links + p->n_links, links, (size_t)ch.count * sizeof *links);
+        p->n_links += ch.count;
+        for (int32_t k = 0; k < ch.count; k++) {
+            p->unit[s->pos_of[links[k].add]] = RG_UNIT_INNER;
+            if (links[k].product >= 0) p->unit[s->pos_of[links[k].product]] = RG_UNIT_INNER;
+        }
+        p->unit[s->pos_of[links[ch.count - 1].add]] = p->n_chains;
+        p->chains[p->n_chains++] = ch;
+    }
+    for (rg_index pos = 0; pos < s->n; pos++) {
+        rg_index m = s->cone[pos];
+        if (!s->varying[m]) p->uniform[p->n_uniform++] = pos;
+        else if (!rg_is_leaf(s->t->op[m]) && p->unit[pos] != RG_UNIT_INNER)
+            p->steps[p->n_steps++] = pos;
+    }
+    return RG_OK;
+}
+
+int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg_index *cone,
+                  rg_index n, int fuse) {
+    memset(p, 0, sizeof *p);
+    size_t width = (size_t)cone[n - 1] + 1;
+    search s = {t, varying, cone, n};
+    s.uses = calloc(width, 1);
+    s.inner_add = calloc(width, 1);
+    s.pos_of = malloc(width * sizeof *s.pos_of);
+    s.member = malloc((size_t)n * sizeof *s.member);
+    s.last = malloc(width * sizeof *s.last);
+    s.last_chain = malloc(width * sizeof *s.last_chain);
+    s.broken = calloc((size_t)n, 1);
+    s.chains = malloc((size_t)n * sizeof *s.chains);
+    s.links = malloc((size_t)n * sizeof *s.links);
+    int err = RG_ENOMEM;
+    if (s.uses == NULL || s.inner_add == NULL || s.pos_of == NULL || s.member == NULL ||
+        s.last == NULL || s.last_chain == NULL || s.broken == NULL || s.chains == NULL ||
+        s.links == NULL)
+        goto done;
+    for (rg_index pos = 0; pos < n; pos++) {
+        rg_index m = cone[pos];
+        int o = t->op[m];
+        s.pos_of[m] = pos;
+        s.member[pos] = -1;
+        if (rg_is_leaf(o)) continue;
+        if (s.uses[t->lhs[m]] < 2) s.uses[t->lhs[m]]++;
+        if (RG_OP_INFO[o].arity == 2 && s.uses[t->rhs[m]] < 2) s.uses[t->rhs[m]]++;
+    }
+    for (rg_index pos = 0; pos < n; pos++) {
+        rg_index m = cone[pos];
+        if (chainable(&s, m) && chainable(&s, t->lhs[m]) && s.uses[t->lhs[m]] == 1)
+            s.inner_add[t->lhs[m]] = 1;
+    }
+    for (rg_index pos = 0; fuse && pos < n; pos++)
+        if (chainable(&s, cone[pos]) && !s.inner_add[cone[pos]]) add_chain(&s, cone[pos]);
+    int passes = 0;
+    while (s.n_chains > 0 && check_order(&s) > 0)
+        if (++passes == RG_PLAN_MAX_PASSES) memset(s.broken, 1, (size_t)s.n_chains);
+    err = make_plan(&s, p);
+done:
+    free(s.uses);
+    free(s.inner_add);
+    free(s.pos_of);
+    free(s.member);
+    free(s.last);
+    free(s.last_chain);
+    free(s.broken);
+    free(s.chains);
+    free(s.links);
+    if (err) rg_plan_free(p);
+    return err;
+}
+
+void rg_plan_free(rg_plan *p) {
+    free(p->unit);
+    free(p->steps);
+    free(p->uniform);
+    free(p->chains);
+    free(p->links);
+    memset(p, 0, sizeof *p);
+}
+
+size_t rg_plan_bytes(const rg_plan *p, rg_index n) {
+    if (p->unit == NULL) return 0;
+    return (size_t)n * sizeof *p->unit + (size_t)(p->n_steps + p->n_uniform) * sizeof *p->steps +
+           (size_t)p->n_chains * sizeof *p->chains + (size_t)p->n_links * sizeof *p->links;
+}

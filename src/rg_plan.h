@@ -1,0 +1,71 @@
+/* rg_plan.h -- how the batched C sweeps run a cone: which nodes they visit, and the fused sums.
+ *
+ * A plan lists the cone's uniform nodes (computed once per sweep, as numbers) and the steps of the
+ * varying part (rows), so that neither sweep walks past the other's nodes.
+ *
+ * A linear layer's outputs are chains of additions, ((b + w1 * x1) + w2 * x2) + ..., one node per
+ * product and one per sum. Swept node by node, every one of them costs a dispatch, and a row written
+ * and read again, per sweep. A plan finds these chains in a cone so that the sweeps run each chain
+ * as one loop per term:
+ *
+ * - A chain is a run of varying ADD nodes a1, ..., an (n >= 1), each a(k-1) being a(k)'s lhs and
+ *   used by nothing else in the cone; a1's lhs is the chain's base, a(k)'s rhs its k-th term.
+ *   a1, ..., a(n-1) are "inner" nodes; an is the chain's top.
+ * - A term is "scaled" when it is a varying MUL node used by nothing else, with one uniform operand
+ *   (the scale w) and one varying (x): the MUL node is inner too, and the chain computes w * x
+ *   itself. Any other term is "plain".
+ * - A chain of one plain term is not worth fusing and is left alone.
+ *
+ * The forward sweep computes a chain at its top's place in the cone. It writes every row, inner
+ * ones included, with the node-by-node sweep's arithmetic in its order, so values are bit-identical.
+ * The reverse sweep handles a chain at its top's place too, terms from the last to the first, then
+ * the base. It adds to each operand row in the node-by-node sweep's order: a chain that would change
+ * that order (another node between its nodes adds to a row it adds to) is not fused. So per-sample
+ * gradients are bit-identical as well. The reverse sweep does not write the inner nodes' gradient
+ * rows (each is the top's, zeros made +0): rg_fill_inner_grads (rg_batch.h) writes them when they
+ * are to be read.
+ */
+#ifndef RG_PLAN_H
+#define RG_PLAN_H
+
+#include <stdint.h>
+
+#include "rg_tape.h"
+
+typedef struct {
+    rg_index add;     /* a(k) */
+    rg_index term;    /* its term; for a scaled term, x */
+    rg_index scale;   /* a scaled term's w, else -1 */
+    rg_index product; /* a scaled term's MUL node, else -1 */
+    uint8_t scale_first; /* the MUL node computes w * x (else x * w) */
+    uint8_t store;    /* the term's row is first reached here in the reverse sweep: stored, not added */
+} rg_link;
+
+typedef struct {
+    rg_index base;
+    uint8_t store_base; /* the base's row is first reached here */
+    int32_t first, count; /* its links, a1 first: links[first .. first + count) */
+} rg_chain;
+
+/* What the sweep does at a cone position. */
+enum { RG_UNIT_NODE = -1, RG_UNIT_INNER = -2 }; /* else: the index of the chain whose top is here */
+
+typedef struct {
+    int32_t *unit;    /* per cone position: RG_UNIT_NODE, RG_UNIT_INNER or a chain index */
+    int32_t *steps;   /* ascending positions of the varying computed nodes, inner ones left out */
+    int32_t *uniform; /* ascending positions of the uniform nodes, leaves included */
+    rg_chain *chains;
+    rg_link *links;
+    int32_t n_steps, n_uniform, n_chains, n_links;
+} rg_plan;
+
+/* Plans an apply-free cone, given which nodes vary (rg_batch's varying[], covering the cone); with
+ * `fuse` 0 no chain is fused. RG_OK, or RG_ENOMEM (the plan is then empty). */
+int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg_index *cone,
+                  rg_index n, int fuse);
+void rg_plan_free(rg_plan *p);
+
+/* Bytes the plan holds for a cone of n nodes. */
+size_t rg_plan_bytes(const rg_plan *p, rg_index n);
+
+#endif /* RG_PLAN_H */
