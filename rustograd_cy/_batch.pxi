@@ -54,6 +54,18 @@ def _test_fuse_sums(bint on):
     return before
 
 
+def _test_plan(TapeTerm term):
+    """TESTS ONLY: how the batched C sweeps run term's cone (src/rg_plan.h): the counts of fused
+    chains, of their links, of varying steps and of uniform nodes. Batch mode only."""
+    cdef Tape tape = term.tape
+    if not tape.b.size:
+        raise ValueError("plans are made in batch mode only")
+    _prepare(tape, term.index)
+    cdef const rg_plan *plan = _plan(tape, tape._cone(term.index))
+    return {"chains": plan.n_chains, "links": plan.n_links, "steps": plan.n_steps,
+            "uniform": plan.n_uniform}
+
+
 def _test_force_vector_level(int level):
     """TESTS ONLY: run vector math through libmvec's SSE2 (0), AVX2 (1) or AVX-512 (2) entry points,
     or the CPU's widest (-1), so each can be checked on one machine. False if the CPU lacks it."""

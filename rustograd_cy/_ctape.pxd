@@ -57,8 +57,7 @@ cdef extern from "rg_tape.h" nogil:
 
 cdef extern from "rg_plan.h" nogil:
     ctypedef struct rg_plan:
-        int32_t *unit
-        int32_t n_chains
+        int32_t n_steps, n_uniform, n_chains, n_links
 
     int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg_index *cone,
                       rg_index n, int fuse)

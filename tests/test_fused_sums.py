@@ -1,0 +1,262 @@
+"""Fused sums (src/rg_plan.h): the batched C sweeps run a chain of additions such as a Linear layer's
+b + w1 * x1 + w2 * x2 + ... as one loop per term, and leave the rows of its inner nodes unwritten
+until they are read. Everything a user can see must be as without fusion: values and per-sample
+gradients bit for bit equal to a per-sample loop, for every node, inner ones included."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rustograd_cy as rg
+from rustograd_cy import _tape
+from test_batch import assert_same, assert_summed, per_sample_derive, restore_threads  # noqa: F401
+from test_kinds import BINARY, UNARY, apply_op
+
+
+@pytest.fixture(autouse=True)
+def exact_math():
+    """Vector math off (values bit for bit), and fusion on, whatever a failed test left behind."""
+    before = rg.get_vector_math()
+    rg.set_vector_math(False)
+    _tape._test_fuse_sums(True)
+    yield
+    rg.set_vector_math(before)
+    _tape._test_fuse_sums(True)
+
+
+def linear(tape, inputs, n_out, rng, name, built):
+    """A Linear layer as rg.nn builds it, b + w0 * x0 + w1 * x1 + ...; every node goes to `built`."""
+    outs = []
+    for o in range(n_out):
+        acc = tape.term(f"{name}.b{o}", 0.1 * o)
+        built.append(acc)
+        for i, x in enumerate(inputs):
+            w = tape.term(f"{name}.w{o}_{i}", float(rng.uniform(-1, 1)))
+            product = w * x
+            acc = acc + product
+            built += [w, product, acc]
+        outs.append(acc)
+    return outs
+
+
+def mlp(tape, seed=0):
+    """(inputs x0 and x1, a 2-4-1 tanh MLP's score, every node built)."""
+    rng = np.random.default_rng(seed)
+    x = [tape.term("x0", 0.0), tape.term("x1", 0.0)]
+    built = list(x)
+    hidden = [h.tanh() for h in linear(tape, x, 4, rng, "l0", built)]
+    built += hidden
+    (score,) = linear(tape, hidden, 1, rng, "l1", built)
+    return x, score, built
+
+
+def per_sample_all(output, nodes, arrays, size):
+    """A per-sample loop: each node's value (None outside the cone) and gradient, per sample."""
+    values = {n: [] for n in nodes}
+    grads = {n: [] for n in nodes}
+    for s in range(size):
+        for leaf, arr in arrays.items():
+            leaf.set(float(arr[s]))
+        output.eval()
+        output.backprop()
+        for n in nodes:
+            values[n].append(n.data)
+            grads[n].append(n.grad)
+    return values, grads
+
+
+def assert_like_per_sample(nodes, values, grads):
+    """Every node's batched .data and .grad against the per-sample loop's."""
+    for n in nodes:
+        if any(v is None for v in values[n]):
+            continue  # not computed by this output's sweep
+        if isinstance(n.data, float):  # a uniform node: one value, its gradient summed
+            assert all(v == n.data or (v != v and n.data != n.data) for v in values[n])
+            assert_summed(n.grad, grads[n])
+        else:
+            assert_same(n.data, values[n])
+            assert_same(n.grad, grads[n])
+
+
+@st.composite
+def layered_graphs(draw):
+    """Leaves (some holding arrays), then steps: a random op, or one or two sums of terms built
+    interleaved (two chains adding to the same rows in turn cannot keep their order fused)."""
+    size = draw(st.integers(1, 20))
+    values = st.floats(-3, 3, allow_nan=False)
+    n_leaves = draw(st.integers(2, 5))
+    leaf_values = [draw(values) for _ in range(n_leaves)]
+    batched = draw(st.lists(st.booleans(), min_size=n_leaves, max_size=n_leaves).filter(any))
+    arrays = {j: np.array(draw(st.lists(values, min_size=size, max_size=size)))
+              for j in range(n_leaves) if batched[j]}
+    index = st.integers(0, 10**6)
+    term = st.tuples(index, index, st.sampled_from(["w*x", "x*w", "plain"]))
+    sums = st.tuples(st.just("sum"), st.lists(st.tuples(index, st.lists(term, min_size=1,
+                                                                        max_size=6)),
+                                              min_size=1, max_size=2), st.booleans())
+    ops = st.tuples(st.sampled_from(UNARY + BINARY), index, index)
+    steps = draw(st.lists(st.one_of(sums, ops), min_size=1, max_size=10))
+    return leaf_values, arrays, steps, size
+
+
+def build(tape, leaf_values, steps):
+    """(leaves, every node built; the last is the output). A sum step's inner nodes join the pool
+    of operands only when it says so (used again, they are no longer inner)."""
+    leaves = [tape.term(f"x{j}", v) for j, v in enumerate(leaf_values)]
+    pool, built = list(leaves), list(leaves)
+    for step in steps:
+        if step[0] != "sum":
+            name, i, j = step
+            node = apply_op(name, pool[i % len(pool)], pool[j % len(pool)], 2.0)
+            pool.append(node)
+            built.append(node)
+            continue
+        _, chains, expose = step
+        accs = [pool[base % len(pool)] for base, _ in chains]
+        for k in range(max(len(terms) for _, terms in chains)):  # the chains' terms in turn
+            for c, (_, terms) in enumerate(chains):
+                if k >= len(terms):
+                    continue
+                wi, xi, kind = terms[k]
+                w, x = leaves[wi % len(leaves)], pool[xi % len(pool)]
+                t = x if kind == "plain" else w * x if kind == "w*x" else x * w
+                accs[c] = accs[c] + t
+                built += [t, accs[c]] if t is not x else [accs[c]]
+                if expose:
+                    pool.append(accs[c])
+        pool += accs
+    return leaves, built
+
+
+@settings(max_examples=120, deadline=None)
+@given(layered_graphs())
+def test_fused_sweeps_equal_per_sample_loop_for_every_node(graph):
+    leaf_values, arrays, steps, size = graph
+    tape = rg.Tape()
+    leaves, nodes = build(tape, leaf_values, steps)
+    out = nodes[-1]
+    leaf_arrays = {leaves[j]: a for j, a in arrays.items()}
+    with np.errstate(all="ignore"):
+        values, grads = per_sample_all(out, nodes, leaf_arrays, size)
+        tangents = per_sample_derive(out, leaf_arrays, size)
+        for leaf, arr in leaf_arrays.items():
+            leaf.set(arr)
+        out.eval()
+        out.backprop()
+        assert_like_per_sample(nodes, values, grads)
+        for leaf in leaf_arrays:
+            assert_same(out.derive(leaf), tangents[leaf])
+
+
+def test_a_linear_layer_is_fused_and_its_inner_nodes_read_right():
+    tape = rg.Tape()
+    x, score, nodes = mlp(tape)
+    xs = {leaf: np.random.default_rng(1).normal(size=13) for leaf in x}
+    values, grads = per_sample_all(score, nodes, xs, 13)
+    tangents = per_sample_derive(score, xs, 13)
+    for leaf, arr in xs.items():
+        leaf.set(arr)
+    assert _tape._test_plan(score)["chains"] == 5  # 4 hidden units and the output
+    assert _tape._test_plan(score)["links"] == 4 * 2 + 4
+    score.eval()
+    score.backprop()
+    assert_like_per_sample(nodes, values, grads)
+    assert_same(score.derive(x[0]), tangents[x[0]])
+
+
+def interleaved_sums(tape, x, interleave):
+    """Two sums of w * x terms over the same row x, built one after the other or term by term in
+    turn, and an output using both."""
+    ws = [tape.term(f"w{k}", 0.5 + k) for k in range(6)]
+    a, b = tape.term("a", 0.25), tape.term("b", -0.5)
+    for k in range(3):
+        a = a + ws[k] * x
+        if interleave:
+            b = b + ws[3 + k] * x
+    for k in range(0 if interleave else 3):
+        b = b + ws[3 + k] * x
+    return (a * b).sin()
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_sums_whose_fusion_would_reorder_a_row_are_not_fused(interleave):
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    out = interleaved_sums(tape, x, interleave)
+    xs = np.array([0.5, -2.0, 3.0, 0.0, 1e-3])
+    values, grads = per_sample_all(out, [out, x], {x: xs}, len(xs))
+    x.set(xs)
+    # Built in turn, each sum's terms add to x's row between the other's: fused, each sum would
+    # add all of its own at once.
+    assert _tape._test_plan(out)["chains"] == (0 if interleave else 2)
+    out.eval()
+    out.backprop()
+    assert_same(out.data, values[out])
+    assert_same(x.grad, grads[x])
+
+
+def test_fused_and_node_by_node_sweeps_agree():
+    tape = rg.Tape()
+    x, score, nodes = mlp(tape)
+    for leaf in x:
+        leaf.set(np.random.default_rng(2).normal(size=37))
+    results = []
+    for fuse in (True, False):
+        _tape._test_fuse_sums(fuse)
+        assert (_tape._test_plan(score)["chains"] > 0) == fuse
+        score.eval()
+        score.backprop()
+        results.append([(n.data, n.grad) for n in nodes])
+    for (d1, g1), (d2, g2) in zip(*results):
+        assert_same(d1, d2)
+        if isinstance(g1, float):  # summed over the batch, in another order
+            np.testing.assert_allclose(g1, g2, rtol=1e-12)
+        else:
+            assert_same(g1, g2)
+
+
+def test_inner_rows_of_one_output_survive_sweeps_of_another():
+    tape = rg.Tape()
+    x, score, nodes = mlp(tape)
+    xs = {leaf: np.random.default_rng(3).normal(size=9) for leaf in x}
+    unit = nodes[2 + 1 + 3 * 2 - 1]  # the first hidden unit: b + w0 * x0 + w1 * x1
+    assert unit.name == "l0.b0 + l0.w0_0 * x0 + l0.w0_1 * x1"
+    values, _ = per_sample_all(score, nodes, xs, 9)
+    _, unit_grads = per_sample_all(unit, nodes, xs, 9)
+    for leaf, arr in xs.items():
+        leaf.set(arr)
+    score.eval()  # leaves inner rows unwritten
+    unit.backprop()  # with the values score's sweep computed
+    for n in nodes:
+        if not isinstance(n.grad, float):
+            assert_same(n.grad, unit_grads[n])
+    unit.eval()  # another cone's sweep: score's inner rows are written first
+    for n in nodes:
+        if not isinstance(n.data, float):
+            assert_same(n.data, values[n])
+
+
+def test_anomaly_in_an_inner_product_names_it():
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    w = tape.term("w", 1e308)
+    out = tape.term("b", 1.0) + w * x + tape.term("v", 2.0) * x
+    x.set(np.array([1.0, 10.0, 2.0]))  # w * x overflows in sample 1
+    assert _tape._test_plan(out)["chains"] == 1
+    tape.check_finite = True
+    with pytest.raises(rg.NonFiniteError, match=r"eval\(\) \(sample 1 of the batch\).*'w \* x'"):
+        out.eval()
+
+
+@pytest.mark.slow
+def test_fused_sums_across_threads_and_chunks(restore_threads):
+    rg.set_num_threads(2)
+    tape = rg.Tape()
+    x, score, nodes = mlp(tape)
+    xs = {leaf: np.random.default_rng(4).normal(size=3001) for leaf in x}
+    values, grads = per_sample_all(score, nodes, xs, 3001)
+    for leaf, arr in xs.items():
+        leaf.set(arr)
+    score.eval()
+    score.backprop()
+    assert_like_per_sample(nodes, values, grads)
