@@ -249,6 +249,10 @@ cdef const rg_plan *_plan(Tape tape, _Cone cone) except NULL:
     varying and uniform ones. Call _prepare() first."""
     cdef uint64_t key = tape._split * 2 + _fuse_sums
     if cone.plan_key != key:
+        if tape._hollow_values is cone:  # rows the old plan left unwritten
+            _fill_values(tape)
+        if tape._hollow_grads is cone:
+            _fill_grads(tape)
         rg_plan_free(&cone.plan)
         cone.plan_key = 0
         if rg_plan_build(&cone.plan, &tape.c, tape.b.varying, cone.idx, cone.n, _fuse_sums):
@@ -284,8 +288,7 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
     cdef int err = 0
     tape._check_idle()
     _prepare(tape, output)
-    _fill_values(tape, unless=cone)
-    tape._hollow_values = None
+    _fill_values(tape, unless=cone)  # (this cone's own are written by this sweep, or stay unwritten)
     tape._busy = True
     try:
         if callback is None and not cone.has_apply:  # all in C: chunked, maybe threaded
@@ -294,8 +297,7 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
                 err = rg_forward_batch_all(&tape.c, &tape.b, plan, cone.idx, cone.n, threads)
             if err:
                 raise MemoryError("no memory for the batched sweep's scratch space")
-            if plan.n_chains > 0:
-                tape._hollow_values = cone
+            tape._hollow_values = cone if plan.n_chains > 0 else None
         else:  # one chunk of all samples, so a callable sees the whole batch at once
             while pos < cone.n:
                 end = cone.n if callback is None else pos + 1
@@ -310,6 +312,7 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
                 pos = stop
                 if callback is not None:
                     callback(tape._wrap(cone.idx[pos - 1]))
+            tape._hollow_values = None  # every row is written now
         with nogil:
             rg_stamp_cone(&tape.c, cone.idx, cone.n, epoch)
     finally:
@@ -388,8 +391,7 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
                                            threads)
             if err:
                 raise MemoryError("no memory for the batched sweep's scratch space")
-            if plan.n_chains > 0:
-                tape._hollow_grads = cone
+            tape._hollow_grads = cone if plan.n_chains > 0 else None
         else:
             scratch = <double *>PyMem_Malloc(<size_t>size * sizeof(double))
             if scratch == NULL:
