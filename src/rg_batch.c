@@ -426,15 +426,6 @@ void rg_fill_uniform_rows(const rg_tape *t, rg_batch *b, const rg_index *cone, r
     }
 }
 
-/* Varying node i's row on [s0, s1) (not an apply node). */
-static inline __attribute__((always_inline)) void forward_node(const rg_tape *t, rg_batch *b,
-                                                               rg_index i, int64_t s0,
-                                                               int64_t s1) {
-    rg_index l = t->lhs[i], r = t->rhs[i];
-    forward_op(t->op[i], operand_kind(b, l, r), b->value + (int64_t)i * b->size, operand(t, b, l),
-               operand(t, b, r), s0, s1);
-}
-
 RG_KERNEL rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,
                                     rg_index n, int64_t s0, int64_t s1, int mode) {
     for (; pos < n; pos++) {
@@ -448,18 +439,20 @@ RG_KERNEL rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *con
         }
         if (!(mode & RG_SWEEP_VARYING)) continue;
         if (o == RG_APPLY) return pos;
-        forward_node(t, b, i, s0, s1);
+        forward_op(o, operand_kind(b, l, r), b->value + (int64_t)i * b->size, operand(t, b, l),
+                   operand(t, b, r), s0, s1);
     }
     return n;
 }
 
-/* The varying rows of an apply-free cone on [s0, s1), by the plan's steps (chains fused). */
-RG_KERNEL static void planned_forward(const rg_tape *t, rg_batch *b, const rg_plan *p,
+/* The varying rows of an apply-free cone on [s0, s1), by the plan's steps (chains fused). A single
+ * node is left to rg_forward_batch, so that its many loops are compiled once. */
+RG_KERNEL static void planned_forward(rg_tape *t, rg_batch *b, const rg_plan *p,
                                       const rg_index *cone, int64_t s0, int64_t s1) {
     for (int32_t u = 0; u < p->n_steps; u++) {
         int32_t pos = p->steps[u], unit = p->unit[pos];
         if (unit >= 0) chain_forward(t, b, p, &p->chains[unit], s0, s1);
-        else forward_node(t, b, cone[pos], s0, s1);
+        else rg_forward_batch(t, b, cone, pos, pos + 1, s0, s1, RG_SWEEP_VARYING);
     }
 }
 
@@ -528,17 +521,16 @@ RG_KERNEL rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *con
 }
 
 /* The reverse of planned_forward, with rg_first_reach's flags. */
-RG_KERNEL static void planned_reverse(const rg_tape *t, rg_batch *b, const rg_plan *p,
+RG_KERNEL static void planned_reverse(rg_tape *t, rg_batch *b, const rg_plan *p,
                                       const rg_index *cone, const uint8_t *first, int64_t s0,
                                       int64_t s1, double *uniform_grad, double *scratch) {
     for (int32_t u = p->n_steps - 1; u >= 0; u--) {
         int32_t pos = p->steps[u], unit = p->unit[pos];
-        rg_index i = cone[pos];
         if (unit >= 0)
             chain_reverse(t, b, p, &p->chains[unit], s0, s1, uniform_grad, scratch);
         else
-            reverse_op(t, b, i, t->op[i], first[pos], s0, s1, uniform_grad, scratch,
-                       b->grad + (int64_t)i * b->size);
+            rg_reverse_batch(t, b, cone, first, pos, pos, s0, s1, uniform_grad, scratch,
+                             RG_SWEEP_VARYING);
     }
 }
 
