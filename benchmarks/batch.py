@@ -117,13 +117,15 @@ def fit_per_sample(peaks):
     return run
 
 
-def mlp_step():
-    """One SGD step of the moons MLP (data set once, as in training)."""
+def mlp_step(fuse=True):
+    """One SGD step of the moons MLP (data set once, as in training); with fuse=False the Linear
+    layers' sums are swept node by node (a test-only switch), to show what fusing them gains."""
     sys.path.insert(0, str(ROOT / "examples"))
     import moons_mlp
 
     points, labels = moons_mlp.make_moons()
     model = moons_mlp.Model()
+    model.tape._fuse_sums = fuse
     model.set_data(points, labels)
     opt = rg.optim.SGD(model.params, lr=0.1)
 
@@ -318,6 +320,7 @@ def rows(quick):
     yield peaks, "torch vectorised", lambda: torch_fit(True), 20 // r, ""
     yield peaks, "jax, whole loop jit", lambda: jax_fit(True), 100 // r, ""
     yield mlp, "rustograd batched", mlp_step, 2000 // r, MLP_TARGET
+    yield mlp, "rustograd batched, sums not fused", lambda: mlp_step(False), 2000 // r, ""
     yield mlp, "torch vectorised", torch_mlp_step, 2000 // r, ""
     yield mlp, "jax jit step", jax_mlp_step, 2000 // r, ""
     yield "long batch (100k samples)", "rustograd batched, 1 thread", lambda: long_batch(1), 30 // r, ""

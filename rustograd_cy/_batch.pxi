@@ -11,7 +11,6 @@
 import numpy as np
 
 cdef int _num_threads = 1
-cdef bint _fuse_sums = True
 
 
 def set_num_threads(int n):
@@ -44,14 +43,6 @@ def set_vector_math(bint on):
 def get_vector_math():
     """Whether batched sweeps use vector math (see set_vector_math())."""
     return bool(rg_vector_math())
-
-
-def _test_fuse_sums(bint on):
-    """TESTS AND BENCHMARKS ONLY: run chains of sums fused (src/rg_plan.h; the default) or node by
-    node, to compare the two. Returns the previous setting."""
-    global _fuse_sums
-    before, _fuse_sums = _fuse_sums, on
-    return before
 
 
 def _test_plan(TapeTerm term):
@@ -247,7 +238,7 @@ cdef int _write_row(Tape tape, rg_index i, object result, str what) except -1:
 cdef const rg_plan *_plan(Tape tape, _Cone cone) except NULL:
     """The cone's plan for the C sweeps (src/rg_plan.h), made once per split of the nodes into
     varying and uniform ones. Call _prepare() first."""
-    cdef uint64_t key = tape._split * 2 + _fuse_sums
+    cdef uint64_t key = tape._split * 2 + tape._fuse_sums
     if cone.plan_key != key:
         if tape._hollow_values is cone:  # rows the old plan left unwritten
             _fill_values(tape)
@@ -255,7 +246,8 @@ cdef const rg_plan *_plan(Tape tape, _Cone cone) except NULL:
             _fill_grads(tape)
         rg_plan_free(&cone.plan)
         cone.plan_key = 0
-        if rg_plan_build(&cone.plan, &tape.c, tape.b.varying, cone.idx, cone.n, _fuse_sums):
+        if rg_plan_build(&cone.plan, &tape.c, tape.b.varying, cone.idx, cone.n,
+                         tape._fuse_sums):
             raise MemoryError("no memory to plan the batched sweeps")
         cone.plan_key = key
     return &cone.plan

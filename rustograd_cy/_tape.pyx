@@ -95,6 +95,7 @@ cdef class Tape:
         self._busy = False
         self._array_leaves = set()
         self._split = 1
+        self._fuse_sums = True
         self._push(RG_CONST, 0, 0, 0.0)
         self._push(RG_CONST, 0, 0, 1.0)
         self._names[0] = "0"
