@@ -64,13 +64,17 @@ def per_sample_all(output, nodes, arrays, size):
 
 
 def assert_like_per_sample(nodes, values, grads):
-    """Every node's batched .data and .grad against the per-sample loop's."""
+    """Every node's batched .data and .grad against the per-sample loop's (summed gradients judged
+    against the magnitude of every per-sample adjoint, as in test_batch)."""
+    adjoints = np.array([grads[n] for n in nodes], dtype=float)
+    adjoints = np.abs(adjoints[np.isfinite(adjoints)]).sum()
     for n in nodes:
         if any(v is None for v in values[n]):
             continue  # not computed by this output's sweep
         if isinstance(n.data, float):  # a uniform node: one value, its gradient summed
             assert all(v == n.data or (v != v and n.data != n.data) for v in values[n])
-            assert_summed(n.grad, grads[n])
+            if np.all(np.isfinite(grads[n])):  # (infinities: see the README's NaN policy)
+                assert_summed(n.grad, grads[n], adjoints)
         else:
             assert_same(n.data, values[n])
             assert_same(n.grad, grads[n])
@@ -81,7 +85,11 @@ def layered_graphs(draw):
     """Leaves (some holding arrays), then steps: a random op, or one or two sums of terms built
     interleaved (two chains adding to the same rows in turn cannot keep their order fused)."""
     size = draw(st.integers(1, 20))
-    values = st.floats(-3, 3, allow_nan=False)
+    # 0 or 1e-3 <= |x| <= 3: a tinier x makes partials such as 1 / x so large that gradients summed
+    # in another order (as a batch sums a uniform node's) cancel differently; that is rounding, which
+    # test_batch covers, not what fusion changes.
+    magnitudes = st.floats(1e-3, 3)
+    values = st.one_of(st.just(0.0), magnitudes, magnitudes.map(lambda x: -x))
     n_leaves = draw(st.integers(2, 5))
     leaf_values = [draw(values) for _ in range(n_leaves)]
     batched = draw(st.lists(st.booleans(), min_size=n_leaves, max_size=n_leaves).filter(any))
