@@ -183,21 +183,30 @@ static inline __attribute__((always_inline)) void same_row_loop(
     }
 }
 
-/* The sum of x[s0..s1) in 8 interleaved lanes (a GCC vector, so it is one vector add per 8 samples
- * whatever the ISA), each lane summed in sample order, then the lanes pairwise and the last s1 - s0
- * mod 8 values: a fixed order. (The lanes are read as vector elements: through memory, a wide store
- * read back piecewise stalls.) */
+/* The sum of x[s0..s1) in 16 interleaved lanes (two GCC vectors of 8, taking blocks of 8 samples in
+ * turn, so that their adds do not wait on each other; one vector add per 8 samples whatever the
+ * ISA), each lane summed in sample order; then the two vectors, the lanes pairwise and the last
+ * values in order: a fixed order. (The lanes are read as vector elements: through memory, a wide
+ * store read back piecewise stalls.) */
 typedef double rg_lanes __attribute__((vector_size(8 * sizeof(double))));
 
 static inline double lane_sum(const double *x, int64_t s0, int64_t s1) {
-    rg_lanes acc = {0.0}, next;
+    rg_lanes even = {0.0}, odd = {0.0}, next;
     int64_t s = s0;
-    for (; s + 8 <= s1; s += 8) {
+    for (; s + 16 <= s1; s += 16) {
         memcpy(&next, x + s, sizeof next);
-        acc += next;
+        even += next;
+        memcpy(&next, x + s + 8, sizeof next);
+        odd += next;
+    }
+    if (s + 8 <= s1) {
+        memcpy(&next, x + s, sizeof next);
+        even += next;
+        s += 8;
     }
     double tail = 0.0;
     for (; s < s1; s++) tail += x[s];
+    rg_lanes acc = even + odd;
     return (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + tail;
 }
 
