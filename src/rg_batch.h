@@ -13,7 +13,7 @@
  * samples [s0, s1), which the compiler vectorises for the arithmetic ops. They reuse rg_value and
  * rg_partials from rg_ops.h, so each sample's arithmetic is exactly the scalar sweep's: values equal
  * a per-sample loop's bit for bit. A uniform node's gradient is a sum over the samples formed in a
- * different order than a per-sample loop's (in 8 lanes, per chunk and thread), so it agrees with
+ * different order than a per-sample loop's (in 16 lanes, per chunk and thread), so it agrees with
  * that loop to rounding.
  */
 #ifndef RG_BATCH_H
