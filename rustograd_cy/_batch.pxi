@@ -403,8 +403,6 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
                 pos = stop
                 if callback is not None:
                     callback(tape._wrap(cone.idx[pos + 1]))
-        with nogil:
-            rg_sum_leaf_grads(&tape.c, &tape.b, cone.idx, cone.n)
     except BaseException:
         # A callable raised: leave no half-accumulated gradients behind.
         memset(tape.b.grad, 0, <size_t>tape.b.rows * <size_t>size * sizeof(double))

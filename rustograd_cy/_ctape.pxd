@@ -99,7 +99,6 @@ cdef extern from "rg_batch.h" nogil:
     int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
                              const uint8_t *first, rg_index n, int threads)
     void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
-    void rg_sum_leaf_grads(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n)
     rg_index rg_first_nonfinite_batch(const rg_batch *b, const double *rows, const double *scalars,
                                       const rg_index *cone, rg_index n, int descending)
 

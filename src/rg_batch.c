@@ -670,18 +670,6 @@ void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
     }
 }
 
-void rg_sum_leaf_grads(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n) {
-    const int64_t B = b->size;
-    for (rg_index pos = 0; pos < n; pos++) {
-        rg_index i = cone[pos];
-        if (!rg_is_leaf(t->op[i]) || !b->varying[i]) continue;
-        const double *g = b->grad + (int64_t)i * B;
-        double sum = 0.0;
-        for (int64_t s = 0; s < B; s++) sum += g[s];
-        t->grad[i] = sum;
-    }
-}
-
 rg_index rg_first_nonfinite_batch(const rg_batch *b, const double *rows, const double *scalars,
                                   const rg_index *cone, rg_index n, int descending) {
     for (rg_index k = 0; k < n; k++) {

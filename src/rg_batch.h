@@ -110,10 +110,6 @@ int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_
 /* Stamps the cone's computed nodes with `epoch` (a batch sweep stamps nothing itself). */
 void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch);
 
-/* For each array leaf (fixed row) of the cone, t->grad[i] = the sum of its gradient row, in sample
- * order. (Uniform nodes' sums are in t->grad already.) */
-void rg_sum_leaf_grads(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n);
-
 /* Position of the first cone node (the last, with `descending`) with a NaN or infinite entry: in its
  * row of `rows` (width b->size) if it is varying, else in `scalars` (indexed by node). -1 if none. */
 rg_index rg_first_nonfinite_batch(const rg_batch *b, const double *rows, const double *scalars,
