@@ -302,6 +302,7 @@ void rg_fill_inner_values(const rg_tape *t, const rg_plan *p, rg_batch *b) {
     const int64_t B = b->size;
     for (int32_t c = 0; c < p->n_chains; c++) {
         const rg_link *L = p->links + p->chains[c].first;
+        if (!b->varying[L[0].add]) continue; /* a uniform chain: its numbers are all written */
         rg_index prev = p->chains[c].base;
         for (int32_t k = 0; k < p->chains[c].count; k++) {
             if (L[k].product >= 0) { /* its product's row, then the sum as a plain term of it */
@@ -374,6 +375,7 @@ void rg_fill_inner_grads(const rg_plan *p, rg_batch *b) {
         const rg_link *L = p->links + p->chains[c].first;
         int32_t count = p->chains[c].count;
         const double *g = b->grad + (int64_t)L[count - 1].add * B;
+        if (!b->varying[L[0].add]) continue;
         for (int32_t k = 0; k < count; k++) {
             if (k < count - 1) pass_loop(g, b->grad + (int64_t)L[k].add * B, 1, 0, B);
             if (L[k].product >= 0) pass_loop(g, b->grad + (int64_t)L[k].product * B, 1, 0, B);
@@ -465,12 +467,20 @@ RG_KERNEL static void planned_forward(rg_tape *t, rg_batch *b, const rg_plan *p,
     }
 }
 
-/* The uniform nodes' values, once, by the plan's list of them. */
+/* The uniform nodes' values, once, by the plan's steps (a chain's sum kept in a register). */
 static void uniform_forward(rg_tape *t, const rg_plan *p, const rg_index *cone) {
-    for (int32_t u = 0; u < p->n_uniform; u++) {
-        rg_index i = cone[p->uniform[u]];
-        int o = t->op[i];
-        if (!rg_is_leaf(o)) t->value[i] = rg_value(o, t->value[t->lhs[i]], t->value[t->rhs[i]]);
+    for (int32_t u = 0; u < p->n_uniform_steps; u++) {
+        int32_t pos = p->uniform_steps[u], unit = p->unit[pos];
+        if (unit >= 0) {
+            const rg_chain *c = &p->chains[unit];
+            const rg_link *L = p->links + c->first;
+            double v = t->value[c->base];
+            for (int32_t k = 0; k < c->count; k++) t->value[L[k].add] = v = v + t->value[L[k].term];
+        } else {
+            rg_index i = cone[pos];
+            int o = t->op[i];
+            t->value[i] = rg_value(o, t->value[t->lhs[i]], t->value[t->rhs[i]]);
+        }
     }
 }
 
@@ -551,11 +561,25 @@ static void uniform_reverse_begin(rg_tape *t, const rg_batch *b, const rg_plan *
     if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = (double)b->size;
 }
 
+/* A uniform chain's reverse step: as each sum's rg_reverse_node, its operands gaining its adjoint
+ * (a sum's partials are 1), which is the top's for every inner sum. */
+static void uniform_chain_reverse(rg_tape *t, const rg_plan *p, const rg_chain *c) {
+    const rg_link *L = p->links + c->first;
+    double g = t->grad[L[c->count - 1].add];
+    if (g == 0.0) return; /* nothing is passed on, and the inner sums' adjoints stay 0 */
+    for (int32_t k = c->count - 1; k > 0; k--) {
+        t->grad[L[k - 1].add] += g;
+        t->grad[L[k].term] += g;
+    }
+    t->grad[c->base] += g;
+    t->grad[L[0].term] += g;
+}
+
 static void uniform_reverse(rg_tape *t, const rg_plan *p, const rg_index *cone) {
-    for (int32_t u = p->n_uniform - 1; u >= 0; u--) {
-        rg_index i = cone[p->uniform[u]];
-        int o = t->op[i];
-        if (!rg_is_leaf(o)) rg_reverse_node(t, i, o);
+    for (int32_t u = p->n_uniform_steps - 1; u >= 0; u--) {
+        int32_t pos = p->uniform_steps[u], unit = p->unit[pos];
+        if (unit >= 0) uniform_chain_reverse(t, p, &p->chains[unit]);
+        else rg_reverse_node(t, cone[pos], t->op[cone[pos]]);
     }
 }
 

@@ -27,7 +27,7 @@ typedef struct {
 
 /* An ADD node that can be one of a chain's sums. */
 static int chainable(const search *s, rg_index m) {
-    return s->varying[m] && s->t->op[m] == RG_ADD && s->t->lhs[m] != s->t->rhs[m];
+    return s->t->op[m] == RG_ADD && s->t->lhs[m] != s->t->rhs[m];
 }
 
 /* Fills in link L for sum node `add`: its term, scaled (see rg_plan.h) or plain. */
@@ -124,10 +124,11 @@ static int make_plan(search *s, rg_plan *p) {
     p->unit = malloc((size_t)s->n * sizeof *p->unit);
     p->steps = malloc((size_t)s->n * sizeof *p->steps);
     p->uniform = malloc((size_t)s->n * sizeof *p->uniform);
+    p->uniform_steps = malloc((size_t)s->n * sizeof *p->uniform_steps);
     p->chains = malloc((size_t)(kept > 0 ? kept : 1) * sizeof *p->chains);
     p->links = malloc((size_t)(kept_links > 0 ? kept_links : 1) * sizeof *p->links);
-    if (p->unit == NULL || p->steps == NULL || p->uniform == NULL || p->chains == NULL ||
-        p->links == NULL)
+    if (p->unit == NULL || p->steps == NULL || p->uniform == NULL || p->uniform_steps == NULL ||
+        p->chains == NULL || p->links == NULL)
         return RG_ENOMEM;
     for (rg_index pos = 0; pos < s->n; pos++) p->unit[pos] = RG_UNIT_NODE;
     for (int32_t c = 0; c < s->n_chains; c++) {
@@ -147,8 +148,9 @@ static int make_plan(search *s, rg_plan *p) {
     for (rg_index pos = 0; pos < s->n; pos++) {
         rg_index m = s->cone[pos];
         if (!s->varying[m]) p->uniform[p->n_uniform++] = pos;
-        else if (!rg_is_leaf(s->t->op[m]) && p->unit[pos] != RG_UNIT_INNER)
-            p->steps[p->n_steps++] = pos;
+        if (rg_is_leaf(s->t->op[m]) || p->unit[pos] == RG_UNIT_INNER) continue;
+        if (s->varying[m]) p->steps[p->n_steps++] = pos;
+        else p->uniform_steps[p->n_uniform_steps++] = pos;
     }
     return RG_OK;
 }
@@ -183,8 +185,9 @@ int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg
     }
     for (rg_index pos = 0; pos < n; pos++) {
         rg_index m = cone[pos];
-        if (chainable(&s, m) && chainable(&s, t->lhs[m]) && s.uses[t->lhs[m]] == 1)
-            s.inner_add[t->lhs[m]] = 1;
+        rg_index l = t->lhs[m];
+        if (chainable(&s, m) && chainable(&s, l) && s.uses[l] == 1 && varying[l] == varying[m])
+            s.inner_add[l] = 1;
     }
     for (rg_index pos = 0; fuse && pos < n; pos++)
         if (chainable(&s, cone[pos]) && !s.inner_add[cone[pos]]) add_chain(&s, cone[pos]);
@@ -210,6 +213,7 @@ void rg_plan_free(rg_plan *p) {
     free(p->unit);
     free(p->steps);
     free(p->uniform);
+    free(p->uniform_steps);
     free(p->chains);
     free(p->links);
     memset(p, 0, sizeof *p);
@@ -217,6 +221,7 @@ void rg_plan_free(rg_plan *p) {
 
 size_t rg_plan_bytes(const rg_plan *p, rg_index n) {
     if (p->unit == NULL) return 0;
-    return (size_t)n * sizeof *p->unit + (size_t)(p->n_steps + p->n_uniform) * sizeof *p->steps +
+    return (size_t)n * sizeof *p->unit +
+           (size_t)(p->n_steps + p->n_uniform + p->n_uniform_steps) * sizeof *p->steps +
            (size_t)p->n_chains * sizeof *p->chains + (size_t)p->n_links * sizeof *p->links;
 }

@@ -4,26 +4,26 @@
  * varying part (rows), so that neither sweep walks past the other's nodes.
  *
  * A linear layer's outputs are chains of additions, ((b + w1 * x1) + w2 * x2) + ..., one node per
- * product and one per sum. Swept node by node, every one of them costs a dispatch, and a row written
- * and read again, per sweep. A plan finds these chains in a cone so that the sweeps run each chain
- * as one loop per term:
+ * product and one per sum. Swept node by node, each costs a dispatch, and a row written and read
+ * back, per sweep. The plan finds these chains so that the sweeps run each as one loop per term:
  *
- * - A chain is a run of varying ADD nodes a1, ..., an (n >= 1), each a(k-1) being a(k)'s lhs and
- *   used by nothing else in the cone; a1's lhs is the chain's base, a(k)'s rhs its k-th term.
- *   a1, ..., a(n-1) are "inner" nodes; an is the chain's top.
- * - A term is "scaled" when it is a varying MUL node used by nothing else, with one uniform operand
- *   (the scale w) and one varying (x): the MUL node is inner too, and the chain computes w * x
- *   itself. Any other term is "plain".
+ * - A chain is a run of ADD nodes a1, ..., an (n >= 1), all varying or all uniform, each a(k-1)
+ *   being a(k)'s lhs and used by nothing else in the cone; a1's lhs is the chain's base, a(k)'s rhs
+ *   its k-th term. a1, ..., a(n-1) are "inner" nodes; an is the chain's top.
+ * - In a varying chain, a term is "scaled" when it is a varying MUL node used by nothing else, with
+ *   one uniform operand (the scale w) and one varying (x): the MUL node is inner too, and the chain
+ *   computes w * x itself. Any other term is "plain".
  * - A chain of one plain term is not worth fusing and is left alone.
  *
- * The forward sweep computes a chain at its top's place in the cone. It writes every row, inner
- * ones included, with the node-by-node sweep's arithmetic in its order, so values are bit-identical.
- * The reverse sweep handles a chain at its top's place too, terms from the last to the first, then
- * the base. It adds to each operand row in the node-by-node sweep's order: a chain that would change
- * that order (another node between its nodes adds to a row it adds to) is not fused. So per-sample
- * gradients are bit-identical as well. The reverse sweep does not write the inner nodes' gradient
- * rows (each is the top's, zeros made +0): rg_fill_inner_grads (rg_batch.h) writes them when they
- * are to be read.
+ * The sweeps run a chain at its top's place in the cone, with the node-by-node sweep's arithmetic in
+ * its order, so values are bit-identical. A varying chain sums into its top's row; the reverse sweep
+ * passes the top's adjoint row straight to the terms, last to first, then to the base, adding to each
+ * operand row in the node-by-node sweep's order: a chain that would change that order (another node
+ * between its nodes adds to a row it adds to) is not fused. So per-sample gradients are bit-identical
+ * too. The rows of a varying chain's inner nodes are left unwritten: rg_fill_inner_values and
+ * rg_fill_inner_grads (rg_batch.h) write them when they are to be read (each inner gradient is the
+ * top's, zeros made +0). A uniform chain (a penalty summing squares of weights) works on numbers and
+ * writes them all; it only keeps the adjoint in a register instead of passing it through memory.
  */
 #ifndef RG_PLAN_H
 #define RG_PLAN_H
@@ -51,12 +51,13 @@ typedef struct {
 enum { RG_UNIT_NODE = -1, RG_UNIT_INNER = -2 }; /* else: the index of the chain whose top is here */
 
 typedef struct {
-    int32_t *unit;    /* per cone position: RG_UNIT_NODE, RG_UNIT_INNER or a chain index */
-    int32_t *steps;   /* ascending positions of the varying computed nodes, inner ones left out */
-    int32_t *uniform; /* ascending positions of the uniform nodes, leaves included */
+    int32_t *unit;          /* per cone position: RG_UNIT_NODE, RG_UNIT_INNER or a chain index */
+    int32_t *steps;         /* ascending positions of the varying computed nodes, not inner ones */
+    int32_t *uniform;       /* ascending positions of the uniform nodes, leaves included */
+    int32_t *uniform_steps; /* ascending positions of the uniform computed nodes, not inner ones */
     rg_chain *chains;
     rg_link *links;
-    int32_t n_steps, n_uniform, n_chains, n_links;
+    int32_t n_steps, n_uniform, n_uniform_steps, n_chains, n_links;
 } rg_plan;
 
 /* Plans an apply-free cone, given which nodes vary (rg_batch's varying[], covering the cone); with
