@@ -266,3 +266,26 @@ def test_fused_sums_across_threads_and_chunks(restore_threads):
     score.eval()
     score.backprop()
     assert_like_per_sample(nodes, values, grads)
+
+
+def test_a_penalty_sum_is_fused_and_its_gradients_are_right():
+    """A uniform chain: 1e-3 * (w0 * w0 + w1 * w1 + ...), one number per sweep."""
+    tape = rg.Tape()
+    x, score, nodes = mlp(tape)
+    weights = [n for n in nodes if n.name.startswith("l0.w") and " " not in n.name]  # leaves
+    penalty = weights[0] * weights[0]
+    nodes.append(penalty)
+    for w in weights[1:]:
+        penalty = penalty + w * w
+        nodes.append(penalty)
+    loss = score + penalty * 1e-3
+    nodes.append(loss)
+    xs = {leaf: np.random.default_rng(5).normal(size=11) for leaf in x}
+    values, grads = per_sample_all(loss, nodes, xs, 11)
+    for leaf, arr in xs.items():
+        leaf.set(arr)
+    assert _tape._test_plan(loss)["chains"] == 5 + 1
+    loss.eval()
+    loss.backprop()
+    assert isinstance(penalty.data, float)
+    assert_like_per_sample(nodes, values, grads)
