@@ -259,10 +259,15 @@ def test_fused_sums_across_threads_and_chunks(restore_threads):
     rg.set_num_threads(2)
     tape = rg.Tape()
     x, score, nodes = mlp(tape)
-    xs = {leaf: np.random.default_rng(4).normal(size=3001) for leaf in x}
-    values, grads = per_sample_all(score, nodes, xs, 3001)
+    size = 60_001  # not a multiple of 8
+    xs = {leaf: np.random.default_rng(4).normal(size=size) for leaf in x}
+    values, grads = per_sample_all(score, nodes, xs, size)
     for leaf, arr in xs.items():
         leaf.set(arr)
+    # Work enough for 2 threads: row loops (plan steps and chain links) x samples >= 2 x 2^19
+    # (RG_BATCH_MIN_THREAD_WORK in src/rg_batch.c); and many chunks of 1024 samples each.
+    plan = _tape._test_plan(score)
+    assert size * (plan["steps"] + plan["links"]) >= 2 * (1 << 19)
     score.eval()
     score.backprop()
     assert_like_per_sample(nodes, values, grads)
