@@ -15,6 +15,10 @@
  * a per-sample loop's bit for bit. A uniform node's gradient is a sum over the samples formed in a
  * different order than a per-sample loop's (in 16 lanes, per chunk and thread), so it agrees with
  * that loop to rounding.
+ *
+ * Two ways to sweep: node by node (rg_forward_batch, rg_reverse_batch: the Python layer drives
+ * these when apply() nodes or callbacks need it), or all in C by a cone's plan (rg_*_batch_all;
+ * rg_plan.h), which fuses chains of sums and may leave their inner nodes' rows unwritten.
  */
 #ifndef RG_BATCH_H
 #define RG_BATCH_H
