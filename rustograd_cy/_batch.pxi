@@ -238,8 +238,9 @@ cdef int _write_row(Tape tape, rg_index i, object result, str what) except -1:
 
 
 cdef const rg_plan *_plan(Tape tape, _Cone cone) except NULL:
-    """The cone's plan for the C sweeps (src/rg_plan.h), made once per split of the nodes into
-    varying and uniform ones. Call _prepare() first."""
+    """The cone's plan (src/rg_plan.h): the steps the C sweeps run, and the list of its uniform
+    nodes, which every reverse sweep zeroes. Made once per split of the nodes into varying and
+    uniform ones. Call _prepare() first."""
     cdef uint64_t key = tape._split * 2 + tape._fuse_sums
     if cone.plan_key != key:
         if tape._hollow_values is cone:  # rows the old plan left unwritten
@@ -377,9 +378,9 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
             memset(tape.c.grad, 0, <size_t>tape.c.size * sizeof(double))
             memset(tape.b.grad, 0, <size_t>tape.b.rows * <size_t>size * sizeof(double))
         tape._grad_output = output
+        plan = _plan(tape, cone)
         if callback is None and not cone.has_apply:
             _first_reach(tape, cone)
-            plan = _plan(tape, cone)
             with nogil:
                 err = rg_reverse_batch_all(&tape.c, &tape.b, plan, cone.idx, cone.first, cone.n,
                                            threads)
@@ -391,7 +392,7 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
             if scratch == NULL:
                 raise MemoryError("no memory for the batched sweep's scratch space")
             with nogil:
-                rg_reverse_begin_uniform(&tape.c, &tape.b, cone.idx, cone.n)
+                rg_reverse_begin_uniform(&tape.c, &tape.b, plan, cone.idx, cone.n)
                 rg_reverse_begin_batch(&tape.b, cone.idx, cone.n, 0, size, True)
             pos = cone.n - 1
             while pos >= 0:

@@ -85,7 +85,8 @@ cdef extern from "rg_batch.h" nogil:
                         uint8_t *first)
     void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1,
                                 int zero)
-    void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n)
+    void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_plan *p,
+                                  const rg_index *cone, rg_index n)
     rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone, const uint8_t *first,
                               rg_index pos, rg_index stop, int64_t s0, int64_t s1,
                               double *uniform_grad, double *scratch, int mode)

@@ -377,8 +377,8 @@ void rg_fill_inner_grads(const rg_plan *p, rg_batch *b) {
     for (int32_t c = 0; c < p->n_chains; c++) {
         const rg_link *L = p->links + p->chains[c].first;
         int32_t count = p->chains[c].count;
+        if (!b->varying[L[0].add]) continue; /* a uniform chain: its numbers are all written */
         const double *g = b->grad + (int64_t)L[count - 1].add * B;
-        if (!b->varying[L[0].add]) continue;
         for (int32_t k = 0; k < count; k++) {
             if (k < count - 1) pass_loop(g, b->grad + (int64_t)L[k].add * B, 1, 0, B);
             if (L[k].product >= 0) pass_loop(g, b->grad + (int64_t)L[k].product * B, 1, 0, B);
@@ -516,9 +516,9 @@ void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64
     for (int64_t s = s0; s < s1; s++) g[s] = 1.0;
 }
 
-void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n) {
-    for (rg_index pos = 0; pos < n; pos++)
-        if (!b->varying[cone[pos]]) t->grad[cone[pos]] = 0.0;
+void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_plan *p,
+                              const rg_index *cone, rg_index n) {
+    for (int32_t u = 0; u < p->n_uniform; u++) t->grad[cone[p->uniform[u]]] = 0.0;
     if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = (double)b->size;
 }
 
@@ -556,14 +556,6 @@ RG_KERNEL static void planned_reverse(rg_tape *t, rg_batch *b, const rg_plan *p,
     }
 }
 
-/* The uniform nodes' gradients: zeroed (the output's seeded with B) or, after the varying rows
- * have added their sums, swept back, by the plan's list of them. */
-static void uniform_reverse_begin(rg_tape *t, const rg_batch *b, const rg_plan *p,
-                                  const rg_index *cone, rg_index n) {
-    for (int32_t u = 0; u < p->n_uniform; u++) t->grad[cone[p->uniform[u]]] = 0.0;
-    if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = (double)b->size;
-}
-
 /* A uniform chain's reverse step: as each sum's rg_reverse_node, its operands gaining its adjoint
  * (a sum's partials are 1), which is the top's for every inner sum. */
 static void uniform_chain_reverse(rg_tape *t, const rg_plan *p, const rg_chain *c) {
@@ -578,6 +570,8 @@ static void uniform_chain_reverse(rg_tape *t, const rg_plan *p, const rg_chain *
     t->grad[L[0].term] += g;
 }
 
+/* The uniform nodes' gradients swept back (after the varying rows have added their sums), by the
+ * plan's steps. */
 static void uniform_reverse(rg_tape *t, const rg_plan *p, const rg_index *cone) {
     for (int32_t u = p->n_uniform_steps - 1; u >= 0; u--) {
         int32_t pos = p->uniform_steps[u], unit = p->unit[pos];
@@ -647,7 +641,7 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
             return RG_ENOMEM;
         }
     }
-    if (reverse) uniform_reverse_begin(t, b, plan, cone, n);
+    if (reverse) rg_reverse_begin_uniform(t, b, plan, cone, n);
     else uniform_forward(t, plan, cone);
     if (output_varies) {
         rg_batch_job jobs[RG_BATCH_MAX_THREADS];

@@ -69,9 +69,10 @@ void rg_first_reach(const rg_tape *t, const rg_index *cone, rg_index n, uint8_t 
 void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1,
                             int zero);
 
-/* Zeroes the cone's uniform gradients (grad[]) and, if the output is uniform, seeds it with B (the
- * derivative of the sum over the batch). */
-void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_index *cone, rg_index n);
+/* Zeroes the cone's uniform gradients (grad[]; the plan lists them) and, if the output is uniform,
+ * seeds it with B (the derivative of the sum over the batch). */
+void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_plan *p,
+                              const rg_index *cone, rg_index n);
 
 /* Reverse sweep over cone positions pos, pos - 1, ..., stop, node by node, as rg_reverse per sample
  * (a zero adjoint or partial is not propagated). With RG_SWEEP_VARYING, varying nodes' rows on
