@@ -14,7 +14,7 @@ $(PY):
 # Build tools first, then the package (editable, so the tests run against this tree) with its extras.
 $(INSTALLED): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --quiet "setuptools>=70" "Cython>=3" "numpy>=1.23"
-	$(PY) -m pip install --quiet --no-build-isolation -e ".[test,bench,examples]"
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[test,bench,examples,dask]"
 	touch $@
 
 # Recompiles only what changed since the last build.

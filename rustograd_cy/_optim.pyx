@@ -9,9 +9,9 @@ from rustograd_cy.errors import TapeMismatchError, TermWasNotValueError, ValueNo
 
 cdef extern from "rg_optim.h" nogil:
     void rg_sgd_step(rg_tape *t, const rg_index *idx, rg_index n, double lr, double momentum,
-                     double *velocity)
+                     double *velocity, const double *grads)
     void rg_adam_step(rg_tape *t, const rg_index *idx, rg_index n, double lr, double b1, double b2,
-                      double eps, double c1, double c2, double *m, double *v)
+                      double eps, double c1, double c2, double *m, double *v, const double *grads)
 
 
 def gather(params):
@@ -39,11 +39,26 @@ def gather(params):
     return tape, idx
 
 
-cdef int _ready(Tape tape, int[::1] idx) except -1:
+cdef double[::1] _given_grads(object grads, Py_ssize_t n):
+    """step(grads=...) as float64, one finite-or-not number per parameter (None: the tape's own)."""
+    if grads is None:
+        return None
+    arr = np.asarray(grads)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"step()'s grads are real numbers, one per parameter; got dtype {arr.dtype}")
+    if arr.shape != (n,):
+        raise ValueError(
+            f"step()'s grads hold one number per parameter, in the order the optimizer got them: "
+            f"shape ({n},), not {arr.shape}"
+        )
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+cdef int _ready(Tape tape, int[::1] idx, bint own_grads) except -1:
     """Gradients exist and every parameter holds a number (not a batch of them)."""
     cdef Py_ssize_t k
     tape._check_idle()
-    if tape._grad_output < 0:
+    if own_grads and tape._grad_output < 0:
         raise ValueNotDefinedError("step() needs gradients: call loss.backprop() first")
     if tape.b.size:
         for k in range(idx.shape[0]):
@@ -73,14 +88,20 @@ cdef class SGD:
         self.lr, self.momentum = lr, momentum
         self._velocity = np.zeros(self._idx.shape[0] if momentum else 1)
 
-    def step(self):
-        """Update every parameter from its gradient of the last backprop(); values become stale."""
-        _ready(self.tape, self._idx)
+    def step(self, grads=None):
+        """Update every parameter from its gradient of the last backprop(); values become stale.
+
+        `grads`, if given, is used instead: one number per parameter, in the order the optimizer got
+        them (gradients summed outside this tape, as `rustograd_cy.dask.fit` does across workers).
+        """
+        cdef double[::1] given = _given_grads(grads, self._idx.shape[0])
+        cdef const double *g = NULL if given is None else &given[0]
+        _ready(self.tape, self._idx, given is None)
         self.tape._busy = True  # hold the tape: a push from another thread would move value[]
         try:
             with nogil:
                 rg_sgd_step(&self.tape.c, <rg_index *>&self._idx[0], <rg_index>self._idx.shape[0],
-                            self.lr, self.momentum, &self._velocity[0])
+                            self.lr, self.momentum, &self._velocity[0], g)
         finally:
             self.tape._busy = False
         self.tape._next_epoch()
@@ -106,17 +127,23 @@ cdef class Adam:
         self._v = np.zeros(self._idx.shape[0])
         self.steps = 0
 
-    def step(self):
-        """Update every parameter from its gradient of the last backprop(); values become stale."""
+    def step(self, grads=None):
+        """Update every parameter from its gradient of the last backprop(); values become stale.
+
+        `grads`, if given, is used instead: one number per parameter, in the order the optimizer got
+        them (gradients summed outside this tape, as `rustograd_cy.dask.fit` does across workers).
+        """
         cdef double b1 = self.betas[0], b2 = self.betas[1]
-        _ready(self.tape, self._idx)
+        cdef double[::1] given = _given_grads(grads, self._idx.shape[0])
+        cdef const double *g = NULL if given is None else &given[0]
+        _ready(self.tape, self._idx, given is None)
         self.steps += 1
         self.tape._busy = True  # hold the tape: a push from another thread would move value[]
         try:
             with nogil:
                 rg_adam_step(&self.tape.c, <rg_index *>&self._idx[0], <rg_index>self._idx.shape[0],
                              self.lr, b1, b2, self.eps, 1.0 - b1 ** self.steps,
-                             1.0 - b2 ** self.steps, &self._m[0], &self._v[0])
+                             1.0 - b2 ** self.steps, &self._m[0], &self._v[0], g)
         finally:
             self.tape._busy = False
         self.tape._next_epoch()

@@ -117,3 +117,29 @@ def test_parameters_must_be_leaves_of_one_tape():
         rg.optim.Adam([a, a])
     with pytest.raises(ValueError, match="betas"):
         rg.optim.Adam([a], betas=(1.0, 0.5))
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: rg.optim.SGD(p, lr=0.05),
+    lambda p: rg.optim.SGD(p, lr=0.05, momentum=0.9),
+    lambda p: rg.optim.Adam(p, lr=0.01, betas=(0.8, 0.99)),
+])
+def test_step_with_given_grads_takes_the_same_steps(make):
+    """step(grads) (gradients summed elsewhere, as rustograd_cy.dask does) equals step() after a
+    backprop() that left the same gradients; the tape's own gradients are not needed or touched."""
+    tape, a, b, loss = quadratic()
+    opt = make([a, b])
+    tape2, a2, b2, loss2 = quadratic()
+    given = make([b2, a2])  # any order: grads follow the optimizer's parameter order
+    for _ in range(4):
+        g = grads(a2.data, b2.data)
+        given.step(np.array([g[1], g[0]]))
+        loss.eval()
+        loss.backprop()
+        opt.step()
+        assert (a.data, b.data) == (a2.data, b2.data)
+    assert a2.grad is None  # never backpropagated
+    with pytest.raises(ValueError, match=r"shape \(2,\), not \(3,\)"):
+        given.step([1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="real numbers"):
+        given.step(["x", "y"])
