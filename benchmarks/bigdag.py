@@ -5,10 +5,11 @@ are leaves holding sin(j + 1); node i >= 16 applies op [add, sub, mul, sin, cos,
 to a = i-1-(draw % w) and b = i-1-(draw % w), w = min(i, 64) (three draws in that order; unary ops use
 a). The output is node N - 1; at N = 1000 it is 0.5537188726646275.
 
-Two builders. `build` keeps a Python proxy of every node in a list, as naive user code would; for the
-tape that makes CPython's cyclic garbage collector dominate the build (every proxy is a tracked object,
-so each young-generation collection that survives promotes them and the older collections rescan an
-ever-growing heap: about 650 ns/node at N = 10^6 with the list against about 175 with the GC off).
+Two builders. `build` keeps a Python proxy of every node in a list, as naive user code would. For
+the tape that once made CPython's cyclic garbage collector dominate the build (every proxy was a
+tracked object rescanned by each full collection: about 650 ns/node at N = 10^6 with the list against
+about 175 with the GC off); proxies of a tape without apply() callables are now left untracked, since
+they cannot close a cycle (Tape._wrap), and the GC-on and GC-off rows should agree.
 Node i only ever uses nodes i-64..i-1, so `build_ring` keeps just the last RING nodes in a ring
 (plus the output it returns); the graph itself is kept by the term kind (the tape, or the output's
 operand references). The benchmarks use the ring for the headline build figure and also report the

@@ -94,6 +94,7 @@ def _restore_tape(dict state):
         tape.c.stamp[i] = 0
     tape._names = {int(k): str(v) for k, v in state["names"].items()}
     tape._funcs = {int(k): (f, df, grad_graph) for k, (f, df, grad_graph) in state["funcs"].items()}
+    tape._track_terms()
     if state["grad"] is not None:
         grad = np.ascontiguousarray(state["grad"], dtype=np.float64)
         if len(grad) != n:

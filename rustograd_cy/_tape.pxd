@@ -1,5 +1,6 @@
 # The tape and its term proxy. Bodies in _tape.pyx; shipped so other Cython code can cimport them.
 from rustograd_cy._ctape cimport rg_batch, rg_index, rg_plan, rg_stamp, rg_tape
+from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 
@@ -27,6 +28,7 @@ cdef class Tape:
     cdef _Cone _hollow_grads        # the cone whose fused backprop() did (src/rg_plan.h)
     cdef public bint _fuse_sums     # TESTS AND BENCHMARKS: False sweeps sums node by node
     cdef bint _check_finite         # scan each sweep's cone for NaN/inf (also on in detect_anomaly())
+    cdef PyObject *_untracked       # first of the live proxies the cyclic GC does not track (_wrap())
     cdef object __weakref__
 
     cdef int _check_idle(self) except -1
@@ -34,6 +36,7 @@ cdef class Tape:
     cdef rg_index _const(self, double value) except -1
     cdef rg_index _operand(self, object x) except -1
     cdef TapeTerm _wrap(self, rg_index index)
+    cdef void _track_terms(self)
     cdef void _next_epoch(self)
     cdef str _label(self, rg_index i)
     cdef double _callable_result(self, object result, rg_index i) except? -1.0
@@ -52,5 +55,7 @@ cdef class Tape:
 cdef class TapeTerm:
     cdef readonly Tape tape         # the tape holding the node
     cdef readonly rg_index index    # the node's position on the tape
+    cdef PyObject *_prev            # neighbours in the tape's list of untracked proxies (borrowed);
+    cdef PyObject *_next            # both NULL while the proxy is tracked or first/last in the list
 
     cdef TapeTerm _unary(self, int op)
