@@ -165,6 +165,10 @@ cdef int _set_array(Tape tape, rg_index index, object value) except -1:
         return _set_scalar(tape, index, float(arr))
     cdef int64_t size = arr.shape[0]
     cdef rg_batch fresh
+    # Only read (a read-only, broadcast or frombuffer array is fine), and taken before anything
+    # changes: every check and allocation that can fail comes first, so a failing set() leaves the
+    # tape as it was.
+    cdef const double[::1] view = arr
     if tape.b.size == 0 or size != tape.b.size:
         others = tape._array_leaves - {index}
         if others:
@@ -183,7 +187,6 @@ cdef int _set_array(Tape tape, rg_index index, object value) except -1:
         _drop_grads(tape)
     else:
         _reserve_rows(tape, tape.c.size)
-    cdef double[::1] view = arr
     memcpy(tape.b.value + <int64_t>index * size, &view[0], <size_t>size * sizeof(double))
     if not tape.b.fixed[index]:
         tape.b.fixed[index] = 1
@@ -232,7 +235,7 @@ cdef object _callable_row(Tape tape, rg_index i, object result, str what):
 cdef int _write_row(Tape tape, rg_index i, object result, str what) except -1:
     """Stores a callable's result as row i (see _callable_row)."""
     cdef int64_t size = tape.b.size
-    cdef double[::1] view = _callable_row(tape, i, result, what)
+    cdef const double[::1] view = _callable_row(tape, i, result, what)
     memcpy(tape.b.value + <int64_t>i * size, &view[0], <size_t>size * sizeof(double))
     return 0
 
@@ -284,7 +287,7 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
     tape._check_idle()
     _prepare(tape, output)
     _fill_values(tape, unless=cone)  # (this cone's own are written by this sweep, or stay unwritten)
-    tape._busy = True
+    tape._take()
     try:
         if callback is None and not cone.has_apply:  # all in C: chunked, maybe threaded
             plan = _plan(tape, cone)
@@ -338,7 +341,7 @@ cdef int _apply_reverse(Tape tape, rg_index i) except -1:
     cdef rg_index lhs = tape.c.lhs[i]
     cdef double *g = tape.b.grad + <int64_t>i * size
     cdef double *gl = tape.b.grad + <int64_t>lhs * size
-    cdef double[::1] d
+    cdef const double[::1] d
     cdef double total = 0.0
     cdef bint varies = _varies(tape, lhs)
     if not _any_nonzero(g, size):
@@ -347,6 +350,8 @@ cdef int _apply_reverse(Tape tape, rg_index i) except -1:
     result = df(_batch_values(tape, lhs))
     arr = _callable_row(tape, i, result, "derivative")
     d = arr
+    g = tape.b.grad + <int64_t>i * size  # again: df may have read rows (and so moved them)
+    gl = tape.b.grad + <int64_t>lhs * size
     for s in range(size):
         if g[s] != 0.0 and d[s] != 0.0:  # as in the C sweeps: zero adjoints and partials add nothing
             if varies:
@@ -371,7 +376,7 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
     _prepare(tape, output)
     _fill_values(tape, unless=cone)
     tape._hollow_grads = None
-    tape._busy = True
+    tape._take()
     try:
         if tape._grad_output != output:
             # Keep the invariant: gradients are zero outside the last output's cone.
@@ -446,7 +451,7 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
     cdef int64_t size = tape.b.size, s
     cdef double *tl
     cdef double *ti
-    cdef double[::1] d
+    cdef const double[::1] d
     tape._require_values(cone, "derive()")
     tape._check_idle()
     _prepare(tape, output)
@@ -455,7 +460,7 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
     cdef double *tangent = <double *>PyMem_Malloc((<size_t>output + 1) * <size_t>size * sizeof(double))
     if tangent == NULL:
         raise MemoryError("no memory for derive()'s tangent rows")
-    tape._busy = True
+    tape._take()
     try:
         while True:
             with nogil:

@@ -5,6 +5,8 @@ exists once.
 """
 import numbers
 
+import numpy as np
+
 cdef int _anomaly_depth = 0  # open rg.detect_anomaly() blocks, in any thread
 
 
@@ -35,7 +37,11 @@ cdef bint is_real_number(object x) except -1:
 
 
 cdef double real(object x, str what) except? -1.0:
-    """x as a double, or TypeError naming `what` (e.g. "set()'s value")."""
+    """x as a double, or TypeError naming `what` (e.g. "set()'s value"). A 0-d numpy array of
+    integers or floats is a number here, as float(a) reads it (the one rule for leaf values:
+    term(), constant(), set() and RcTerm/Term(name, value)); a 0-d bool array is refused as bool."""
+    if type(x) is np.ndarray and x.ndim == 0 and x.dtype.kind in "iuf":
+        x = x[()]
     if not is_real(x):
         raise TypeError(f"{what} must be a real number (int or float), not {type(x).__name__}")
     try:

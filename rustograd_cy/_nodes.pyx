@@ -30,7 +30,7 @@ from rustograd_cy._ctape cimport RG_SQUARE, RG_SUB, RG_TAN, RG_TANH
 from rustograd_cy._tape cimport TapeTerm
 
 from rustograd_cy._tape import OPS
-from rustograd_cy.errors import NOT_A_NUMBER, derive_non_leaf_error, non_finite_error, set_non_leaf_error
+from rustograd_cy.errors import COMPARE_WITH_NUMBER, NOT_A_NUMBER, derive_non_leaf_error, non_finite_error, set_non_leaf_error
 from rustograd_cy.errors import stale_value_error
 from rustograd_cy.labels import expression_label
 from rustograd_cy import dot as _dot
@@ -368,6 +368,24 @@ cdef class _Node:
 
     def __bool__(self):
         raise TypeError("a term has no truth value; compare term.eval() or term.data instead")
+
+    def __eq__(self, other):
+        """A term equals only itself (the same node); comparing it with a number raises TypeError."""
+        if isinstance(other, _Node):
+            return self is other
+        if is_real(other):
+            raise TypeError(COMPARE_WITH_NUMBER)
+        return NotImplemented
+
+    def __ne__(self, other):
+        if isinstance(other, _Node):
+            return self is not other
+        if is_real(other):
+            raise TypeError(COMPARE_WITH_NUMBER)
+        return NotImplemented
+
+    def __hash__(self):
+        return object.__hash__(self)  # by identity, as before __eq__ was defined
 
     def __float__(self):
         raise TypeError(NOT_A_NUMBER)

@@ -97,7 +97,7 @@ cdef class SGD:
         cdef double[::1] given = _given_grads(grads, self._idx.shape[0])
         cdef const double *g = NULL if given is None else &given[0]
         _ready(self.tape, self._idx, given is None)
-        self.tape._busy = True  # hold the tape: a push from another thread would move value[]
+        self.tape._take()  # hold the tape: a push from another thread would move value[]
         try:
             with nogil:
                 rg_sgd_step(&self.tape.c, <rg_index *>&self._idx[0], <rg_index>self._idx.shape[0],
@@ -138,7 +138,7 @@ cdef class Adam:
         cdef const double *g = NULL if given is None else &given[0]
         _ready(self.tape, self._idx, given is None)
         self.steps += 1
-        self.tape._busy = True  # hold the tape: a push from another thread would move value[]
+        self.tape._take()  # hold the tape: a push from another thread would move value[]
         try:
             with nogil:
                 rg_adam_step(&self.tape.c, <rg_index *>&self._idx[0], <rg_index>self._idx.shape[0],

@@ -20,7 +20,9 @@ cdef class Tape:
     cdef dict _funcs                # node index -> (f, df) of an apply node
     cdef dict _cones                # output index -> _Cone, the few most recently built
     cdef rg_index _grad_output      # output of the last backprop(), -1 when there are no gradients
-    cdef bint _busy                 # a sweep is running: nodes and values must not change
+    cdef bint _busy                 # held by a sweep or a read (_take, _begin_read): see _check_idle
+    cdef bint _reading              # ... and the holder is a read, not a sweep
+    cdef unsigned long _owner       # the thread holding it (PyThread_get_thread_ident)
     cdef rg_batch b                 # batch rows (src/rg_batch.h); b.size == 0 in scalar mode
     cdef set _array_leaves          # leaves holding an array; the tape is batched while non-empty
     cdef uint64_t _split            # counts changes of which nodes vary (plans depend on it)
@@ -32,6 +34,9 @@ cdef class Tape:
     cdef object __weakref__
 
     cdef int _check_idle(self) except -1
+    cdef int _take(self) except -1
+    cdef int _begin_read(self) except -1
+    cdef void _end_read(self, int took) noexcept
     cdef rg_index _push(self, int op, rg_index lhs, rg_index rhs, double value) except -1
     cdef rg_index _const(self, double value) except -1
     cdef rg_index _operand(self, object x) except -1

@@ -10,6 +10,7 @@ from cpython.object cimport PyObject
 cdef extern from "Python.h":
     void PyObject_GC_Track(void *op)
     void PyObject_GC_UnTrack(void *op)
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.math cimport copysign, isfinite
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
@@ -20,6 +21,7 @@ from rustograd_cy._common cimport is_real as _is_real, real as _real
 from rustograd_cy._ctape cimport *
 
 from rustograd_cy.errors import (
+    COMPARE_WITH_NUMBER,
     NOT_A_NUMBER,
     TapeMismatchError,
     derive_non_leaf_error,
@@ -117,26 +119,44 @@ cdef class Tape:
         return f"Tape(nodes={self.c.size})"
 
     def __reduce__(self):
-        """Pickle support: nodes, values, names, callables (by reference) and a format version.
+        """Pickle support (multiprocessing, Dask): nodes, values, names, callables (by reference)
+        and a format version; unpickling checks every field as Tape.load() does.
 
         Values computed by eval() survive in scalar mode; a batched tape keeps its array leaves but
-        must be evaluated again. Unpickling runs code from the pickle: load only what you trust.
+        must be evaluated again. Unpickling runs code from the pickle: unpickle only what you trust,
+        and use save()/load() for files.
         """
-        return _restore_tape, (_tape_state(self),)
+        cdef int took = self._begin_read()
+        try:
+            return _restore_tape, (_tape_state(self),)
+        finally:
+            self._end_read(took)
 
     def save(self, path):
-        """Write this tape to `path` with pickle; read it back with `Tape.load(path)`."""
-        with open(path, "wb") as f:
-            pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
+        """Write this tape to `path` (a path or a binary file object) as an .npz of arrays plus JSON metadata, no pickle: loading
+        it runs no code from it. Read it back with `Tape.load(path, functions=...)`.
+
+        apply() callables are stored as `module:qualname` references, so they must be module-level
+        functions (a lambda or a local function is refused, naming its node). Values computed by
+        eval() are kept in scalar mode; a batched tape keeps its array leaves.
+        """
+        cdef int took = self._begin_read()
+        try:
+            _save_npz(self, path)
+        finally:
+            self._end_read(took)
 
     @staticmethod
-    def load(path):
-        """The tape that `save(path)` wrote (its terms come back as pickled alongside it, or by index)."""
-        with open(path, "rb") as f:
-            tape = pickle.load(f)
-        if type(tape) is not Tape:
-            raise TypeError(f"{path} holds a {type(tape).__name__}, not a Tape")
-        return tape
+    def load(path, *, functions=None, allow_pickle=False):
+        """The tape that `save(path)` wrote; terms come back by index (node i is `tape._term_at(i)`).
+
+        Every field is checked before anything is restored (a corrupt file raises ValueError
+        naming the field). The file names its apply() callables; only those passed in `functions`
+        (callables, or a dict {"module:qualname": callable}) are used, so a file cannot make
+        load() call anything else. A pickle file is refused unless `allow_pickle=True`, as
+        `numpy.load` does: unpickling runs code from the file.
+        """
+        return _load_file(path, allow_pickle, functions)
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -211,14 +231,46 @@ cdef class Tape:
 
     # -- internals --------------------------------------------------------------------------------
 
+    # The busy guard: one sweep, or one read, at a time. A sweep (and the cone search, and an
+    # optimizer step) takes the tape with _take(); every accessor that reads node values or
+    # gradients from Python (.data, .grad, drawing, pickling, save) holds it with _begin_read().
+    # While it is held, anything from another thread raises _check_idle's RuntimeError, and so does
+    # any change (a set(), a new node, a sweep) from the holder's own thread; reads from the
+    # holder's thread (a sweep's callables and callbacks, a read inside a read) go ahead.
+
     cdef int _check_idle(self) except -1:
         if self._busy:
             raise RuntimeError(
-                "this tape is in the middle of a sweep (in another thread, or in a callable that the "
-                "sweep called): it cannot change or start another sweep until that one ends; give "
-                "each thread its own tape"
+                "this tape is in the middle of a sweep or of a read of its values (in another "
+                "thread, or in a callable that the sweep called): it cannot change, start another "
+                "sweep, or be read from another thread until that ends; give each thread its own "
+                "tape (pickle.loads(pickle.dumps(tape)) copies one), or serialise access with a lock"
             )
         return 0
+
+    cdef int _take(self) except -1:
+        """Hold the tape for a sweep (after _check_idle(), with no Python run in between)."""
+        self._busy = True
+        self._reading = False
+        self._owner = PyThread_get_thread_ident()
+        return 0
+
+    cdef int _begin_read(self) except -1:
+        """Hold the tape for a read: 1 if this call took it (pass that to _end_read), 0 if this
+        thread already holds it; RuntimeError if another thread does."""
+        if self._busy:
+            if self._owner == PyThread_get_thread_ident():
+                return 0
+            self._check_idle()
+        self._busy = True
+        self._reading = True
+        self._owner = PyThread_get_thread_ident()
+        return 1
+
+    cdef void _end_read(self, int took) noexcept:
+        if took:
+            self._busy = False
+            self._reading = False
 
     cdef rg_index _push(self, int op, rg_index lhs, rg_index rhs, double value) except -1:
         self._check_idle()
@@ -302,7 +354,7 @@ cdef class Tape:
         if self._busy:
             cone.n = rg_cone(&self.c, output, mark, idx)
         else:
-            self._busy = True
+            self._take()
             with nogil:
                 cone.n = rg_cone(&self.c, output, mark, idx)
             self._busy = False
@@ -346,9 +398,14 @@ cdef class Tape:
     def _nodes(self, rg_index start, rg_index stop):
         """[(op code, lhs, rhs, value)] of nodes start..stop-1 (a unary op has lhs == rhs)."""
         cdef rg_index i
-        start = max(start, 0)
-        stop = min(stop, self.c.size)
-        return [(self.c.op[i], self.c.lhs[i], self.c.rhs[i], self.c.value[i]) for i in range(start, stop)]
+        cdef int took = self._begin_read()
+        try:
+            start = max(start, 0)
+            stop = min(stop, self.c.size)
+            return [(self.c.op[i], self.c.lhs[i], self.c.rhs[i], self.c.value[i])
+                    for i in range(start, stop)]
+        finally:
+            self._end_read(took)
 
     def _cone_indices(self, rg_index output):
         """Ascending indices of the nodes `output` depends on, itself last."""
@@ -418,7 +475,7 @@ cdef class Tape:
         if self.b.size:
             return _forward_batch(self, output, callback)
         self._check_idle()
-        self._busy = True
+        self._take()
         try:
             while pos < cone.n:
                 end = cone.n if callback is None else pos + 1
@@ -448,7 +505,7 @@ cdef class Tape:
             return _backward_batch(self, output, callback)
         self._require_values(cone, "backprop()")
         self._check_idle()
-        self._busy = True
+        self._take()
         try:
             if self._grad_output >= 0 and self._grad_output != output:
                 # Keep the invariant: gradients are zero outside the last output's cone.
@@ -494,7 +551,7 @@ cdef class Tape:
         cdef double *tangent = <double *>PyMem_Malloc((<size_t>output + 1) * sizeof(double))
         if tangent == NULL:
             raise MemoryError("no memory for derive()'s tangent sweep")
-        self._busy = True
+        self._take()
         try:
             while True:
                 with nogil:
@@ -536,10 +593,11 @@ cdef class Tape:
         cdef int64_t s = 0
         while isfinite(row[s]):
             s += 1
+        cdef double number = row[s]  # read before any Python runs (another thread may grow the tape)
         op = OPS[self.c.op[i]][0] if self.c.op[i] != RG_APPLY else f"apply {self._names[i]!r}"
         if width > 1:
             where = f"{where} (sample {s} of the batch)"
-        raise non_finite_error(where, quantity, i, self._label(i), op, row[s])
+        raise non_finite_error(where, quantity, i, self._label(i), op, number)
 
     cdef double _callable_result(self, object result, rg_index i) except? -1.0:
         return callable_result(result, self._names[i], i)
@@ -553,6 +611,17 @@ cdef class Tape:
         _set_value(self, index, value)
         self._next_epoch()
         return 0
+
+
+cdef int _check_row(Tape tape, rg_index i, int took) except -1:
+    """A read from inside this thread's own sweep (a callable or a callback) must not grow the batch
+    rows the paused sweep works in: node i needs a row already (every node up to the output has)."""
+    if not took and not tape._reading and i >= tape.b.rows:
+        raise RuntimeError(
+            f"node {i} is read from inside a sweep of an output it does not feed (it has no batch "
+            f"row yet): read it after the sweep"
+        )
+    return 0
 
 
 cdef inline object _binary(int op, object x, object y):
@@ -643,13 +712,18 @@ cdef class TapeTerm:
         return self._unary(RG_ABS)
 
     def __eq__(self, other):
-        """Terms are equal when they are the same node of the same tape."""
+        """Terms are equal when they are the same node of the same tape; comparing a term with a
+        number raises TypeError (it would always be False)."""
         if type(other) is not TapeTerm:
+            if _is_real(other):
+                raise TypeError(COMPARE_WITH_NUMBER)
             return NotImplemented
         return self.tape is (<TapeTerm>other).tape and self.index == (<TapeTerm>other).index
 
     def __ne__(self, other):
         if type(other) is not TapeTerm:
+            if _is_real(other):
+                raise TypeError(COMPARE_WITH_NUMBER)
             return NotImplemented
         return not (self.tape is (<TapeTerm>other).tape and self.index == (<TapeTerm>other).index)
 
@@ -787,10 +861,17 @@ cdef class TapeTerm:
         `callback(term)`, if given, is called after each node of the sweep, in order (slower).
         On a batched tape (see `set()`) the result is an ndarray of one value per sample.
         """
-        self.tape._forward(self.index, callback)
-        if self.tape.b.size:
-            return _batch_values(self.tape, self.index)
-        return self.tape.c.value[self.index]
+        cdef Tape tape = self.tape
+        tape._forward(self.index, callback)
+        # No Python ran since the sweep let go of the tape, so no other thread can hold it now:
+        # the result is read under the guard, as .data would.
+        cdef int took = tape._begin_read()
+        try:
+            if tape.b.size:
+                return _batch_values(tape, self.index)
+            return tape.c.value[self.index]
+        finally:
+            tape._end_read(took)
 
     def derive(self, var):
         """d(self)/d(var) by a forward-mode sweep, from the values of the last eval().
@@ -863,33 +944,54 @@ cdef class TapeTerm:
         (key, name or None, op, infix, operand keys, data, grad). An apply node has its function's
         name as op; a leaf its name as name."""
         cdef Tape tape = self.tape
-        cdef _Cone cone = tape._cone(self.index)
+        cdef int took = tape._begin_read()  # one consistent picture, however long it takes
+        cdef _Cone cone
         cdef rg_index pos, i
-        records = []
-        for pos in range(cone.n):
-            i = cone.idx[pos]
-            name, op, infix, operands = tape._describe(i)
-            records.append((i, name, op, infix, operands, tape._wrap(i).data, tape._wrap(i).grad))
-        return records
+        try:
+            cone = tape._cone(self.index)
+            records = []
+            for pos in range(cone.n):
+                i = cone.idx[pos]
+                name, op, infix, operands = tape._describe(i)
+                records.append((i, name, op, infix, operands, tape._wrap(i).data, tape._wrap(i).grad))
+            return records
+        finally:
+            tape._end_read(took)
 
     @property
     def data(self):
-        """The value: a leaf's own, else the one computed by eval(); None if never computed or stale."""
-        cdef rg_tape *c = &self.tape.c
-        if self.tape.b.size:
-            return _batch_data(self.tape, self.index)
-        if rg_is_leaf(c.op[self.index]) or c.stamp[self.index] == c.epoch:
-            return c.value[self.index]
-        return None
+        """The value: a leaf's own, else the one computed by eval(); None if never computed or stale.
+
+        While another thread sweeps or reads this tape, RuntimeError (give each thread its own tape)."""
+        cdef Tape tape = self.tape
+        cdef rg_tape *c = &tape.c
+        cdef int took = tape._begin_read()
+        try:
+            if tape.b.size:
+                _check_row(tape, self.index, took)
+                return _batch_data(tape, self.index)
+            if rg_is_leaf(c.op[self.index]) or c.stamp[self.index] == c.epoch:
+                return c.value[self.index]
+            return None
+        finally:
+            tape._end_read(took)
 
     @property
     def grad(self):
-        """d(output)/d(self) from the last backprop(), or None if there has been none since clear_grad()."""
-        if self.tape.b.size:
-            return _batch_grad(self.tape, self.index)
-        if self.tape._grad_output < 0:
-            return None
-        return self.tape.c.grad[self.index]
+        """d(output)/d(self) from the last backprop(), or None if there has been none since clear_grad().
+
+        While another thread sweeps or reads this tape, RuntimeError (give each thread its own tape)."""
+        cdef Tape tape = self.tape
+        cdef int took = tape._begin_read()
+        try:
+            if tape.b.size:
+                _check_row(tape, self.index, took)
+                return _batch_grad(tape, self.index)
+            if tape._grad_output < 0:
+                return None
+            return tape.c.grad[self.index]
+        finally:
+            tape._end_read(took)
 
     @property
     def name(self):

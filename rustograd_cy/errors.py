@@ -57,6 +57,17 @@ NOT_A_NUMBER = (
 )
 
 
+#: The TypeError of `term == number` and `term != number` (on every kind). Terms compare equal only
+#: to themselves (the same node), so they stay usable as dict keys and in sets; a comparison with a
+#: number, which Python would silently make False, is refused until comparisons become ops.
+COMPARE_WITH_NUMBER = (
+    "a term is not compared with a number: `term == 0` is not known while the graph is built (it "
+    "would always be False). Compare its value instead (term.eval() == 0, term.data == 0); inside "
+    "rg.grad and friends a Python branch on a value is recorded once (see retrace=True). Terms "
+    "compare equal only to themselves, the same node"
+)
+
+
 def stale_value_error(caller, node, never_computed):
     """The ValueNotDefinedError of derive()/backprop() meeting a value that is not current."""
     why = "was never computed" if never_computed else "is stale since a set() or clear()"

@@ -1,0 +1,155 @@
+"""Odd arrays in set(), and `==` between a term and a number (issue 13, parts 4 and 5)."""
+import math
+
+import numpy as np
+import pytest
+
+import rustograd_cy as rg
+
+KINDS = ("tape", "rc", "term")
+
+
+def model():
+    """y = w * x summed over a batch: w.grad is the sum of x's samples."""
+    tape = rg.Tape()
+    x, w = tape.term("x", 3.0), tape.term("w", 2.0)
+    y = w * x
+    return tape, x, w, y
+
+
+def read_only(values):
+    a = np.array(values, dtype=np.float64)
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("make", [
+    lambda: read_only([1.0, 2.0, 3.0, 4.0]),
+    lambda: np.broadcast_to(2.5, (4,)),
+    lambda: np.frombuffer(np.array([1.0, 2.0, 3.0, 4.0]).tobytes()),
+    lambda: np.arange(8.0)[::2],                     # strided
+    lambda: np.array([1, 2, 3, 4], dtype=np.int32),  # converted
+    lambda: read_only([1.0, 2.0, 3.0, 4.0]).astype(">f8"),
+], ids=["read-only", "broadcast", "frombuffer", "strided", "int32", "big-endian"])
+def test_set_takes_arrays_it_only_reads(make):
+    tape, x, w, y = model()
+    arr = make()
+    x.set(arr)
+    assert tape.batch_size == 4
+    np.testing.assert_array_equal(x.data, np.asarray(arr, dtype=np.float64))
+    np.testing.assert_array_equal(y.eval(), 2.0 * np.asarray(arr, dtype=np.float64))
+    y.backprop()
+    assert w.grad == float(np.sum(np.asarray(arr, dtype=np.float64)))
+
+
+def test_a_read_only_array_leaves_no_phantom_samples():
+    """The issue's case: set() of a read-only array used to fail after the tape had switched to a
+    batch of 4, so w.grad summed 4 phantom copies of the old x (12.0 instead of 3.0)."""
+    tape, x, w, y = model()
+    y.eval()
+    y.backprop()
+    assert w.grad == 3.0
+    x.set(read_only([1.0, 1.0, 1.0, 1.0]))
+    y.eval()
+    y.backprop()
+    assert w.grad == 4.0
+    x.set(3.0)
+    assert tape.batch_size is None
+    y.eval()
+    y.backprop()
+    assert w.grad == 3.0
+
+
+def snapshot(tape, terms):
+    return (tape.batch_size, len(tape),
+            [None if t.data is None else np.asarray(t.data).tolist() for t in terms],
+            [None if t.grad is None else np.asarray(t.grad).tolist() for t in terms])
+
+
+BAD_VALUES = {
+    "2-D": np.ones((2, 2)),
+    "empty": np.ones(0),
+    "strings": np.array(["a", "b"]),
+    "complex": np.ones(3, dtype=complex),
+    "objects": np.array([1.0, None], dtype=object),
+    "ragged": [[1.0], [1.0, 2.0]],
+    "bools": np.array([True, False]),
+    "a str": "1.0",
+}
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["scalar", "batched"])
+@pytest.mark.parametrize("bad", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_a_failing_set_leaves_the_tape_exactly_as_it_was(bad, batched):
+    tape, x, w, y = model()
+    z = tape.term("z", 1.0)
+    out = y + z
+    if batched:
+        z.set(np.array([1.0, 2.0, 3.0]))
+    out.eval()
+    out.backprop()
+    terms = [x, w, z, y, out]
+    before = snapshot(tape, terms)
+    with pytest.raises((TypeError, ValueError)):
+        x.set(bad)
+    assert snapshot(tape, terms) == before
+    if batched:  # wrong length while another leaf holds the batch
+        with pytest.raises(ValueError, match="needs an array of 3"):
+            x.set(np.ones(4))
+        assert snapshot(tape, terms) == before
+    out.backprop()  # still current: the failed set() did not even make the values stale
+    assert snapshot(tape, terms) == before
+
+
+# -- == between a term and a number ------------------------------------------------------------------
+
+def leaf(kind, name, value):
+    return rg.Tape().term(name, value) if kind == "tape" else {"rc": rg.RcTerm, "term": rg.Term}[kind](name, value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("number", [0, 0.0, 1.5, np.float64(0.0), np.int32(0)], ids=repr)
+def test_comparing_a_term_with_a_number_raises(kind, number):
+    x = leaf(kind, "x", 0.0)
+    for compare in (lambda: x == number, lambda: number == x, lambda: x != number,
+                    lambda: number != x):
+        with pytest.raises(TypeError, match=r"term.eval\(\) == 0"):
+            compare()
+
+
+def test_the_silent_nan_of_the_issue_is_now_an_error():
+    with pytest.raises(TypeError, match="not compared with a number"):
+        rg.grad(lambda x: 1.0 if x == 0 else rg.sin(x) / x)(0.0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_terms_stay_hashable_by_identity(kind):
+    x = leaf(kind, "x", 1.0)
+    y = x * 2.0
+    same_node = x if kind != "tape" else x.tape._term_at(x.index)  # a second proxy of the node
+    assert x == x and x == same_node and not (x != same_node)
+    assert x != y and not (x == y)
+    assert {x: 1, y: 2}[same_node] == 1
+    assert len({x, same_node, y}) == 2
+    assert x in [y, x] and y in (x, y)
+    assert (x == "x") is False and (x == None) is False  # noqa: E711 (other types: not equal)
+    assert x != "x"
+    with pytest.raises(TypeError):
+        x in [0, 1]  # a list of numbers compares the term with them: loud, not silently False
+
+
+def test_terms_of_two_kinds_are_not_equal():
+    tape_x = rg.Tape().term("x", 1.0)
+    rc_x = rg.RcTerm("x", 1.0)
+    assert (tape_x == rc_x) is False and (rc_x == tape_x) is False
+
+
+def test_apply_node_whose_name_is_missing_is_a_value_error():
+    tape = rg.Tape()
+    x = tape.term("x", 1.0)
+    y = x.apply("sin", np.sin, np.cos)
+    restore, (state,) = tape.__reduce__()
+    del state["names"][y.index]
+    with pytest.raises(ValueError, match=rf"field 'names' has no name for apply node {y.index}"):
+        restore(state)
+    assert not math.isnan(y.eval())
