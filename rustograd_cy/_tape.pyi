@@ -1,6 +1,6 @@
 """Type stubs for the compiled tape (rustograd_cy/_tape.pyx)."""
 import os
-from typing import Any, Callable, Optional, Union, final
+from typing import Any, BinaryIO, Callable, Iterable, Mapping, Optional, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -38,9 +38,14 @@ class Tape:
     def check_finite(self, value: bool) -> None: ...
     @property
     def nbytes(self) -> int: ...
-    def save(self, path: Union[str, os.PathLike[str]]) -> None: ...
+    def save(self, path: Union[str, os.PathLike[str], BinaryIO]) -> None: ...
     @staticmethod
-    def load(path: Union[str, os.PathLike[str]]) -> Tape: ...
+    def load(
+        path: Union[str, os.PathLike[str], BinaryIO],
+        *,
+        functions: Optional[Union[Iterable[Callable[..., Any]], Mapping[str, Callable[..., Any]]]] = ...,
+        allow_pickle: bool = ...,
+    ) -> Tape: ...
 
 @final
 class TapeTerm:

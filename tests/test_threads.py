@@ -326,7 +326,7 @@ def test_threaded_batched_sweeps_against_readers_and_new_nodes():
             read_grads,
             new_node,
         ]
-        counts = hammer(sweep, readers, min_sweeps=40, min_busy=40)
+        counts = hammer(sweep, readers, min_sweeps=20, min_busy=20)
         assert counts["sweeps"] >= 1 and counts["busy"] >= 1, counts
         assert same(y.eval(), ref_value)
         for z in made[-3:]:
