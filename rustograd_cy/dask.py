@@ -166,7 +166,7 @@ def _chunks(arr):
 # (token, thread id) -> _Replica: each thread of each worker unpickles the tape once per fit.
 _replicas = {}
 _replicas_lock = threading.Lock()
-_KEEP = 8  # replicas kept per process (of fits that ended without _forget reaching this worker)
+_KEEP = 8  # replicas of other fits kept per process (ended without _forget reaching this worker)
 
 
 class _Replica:
@@ -202,8 +202,11 @@ def _replica(payload):
     if replica is None:
         replica = _Replica(blob)
         with _replicas_lock:
-            while len(_replicas) >= _KEEP:
-                _replicas.pop(next(iter(_replicas)))
+            while len(_replicas) >= _KEEP:  # drop the oldest replica of another fit, if any
+                stale = next((k for k in _replicas if k[0] != token), None)
+                if stale is None:
+                    break
+                del _replicas[stale]
             _replicas[key] = replica
     return replica
 

@@ -26,7 +26,7 @@ START = {"a": 0.7, "mu": 0.2, "w": 1.6, "b": 0.1}
 def client():
     """One cluster for the module: starting worker processes is the slow part."""
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
-                           dashboard_address=None, silence_logs=logging.CRITICAL)
+                           dashboard_address=":0", silence_logs=logging.CRITICAL)
     # Not the default client: client=None tests the local scheduler unless a test makes it current.
     c = Client(cluster, set_as_default=False)
     yield c
@@ -270,3 +270,42 @@ def test_without_dask_the_import_says_how_to_install_it():
     assert "rustograd_cy.dask" not in subprocess.run(
         [sys.executable, "-c", "import sys, rustograd_cy; print(list(sys.modules))"],
         capture_output=True, text=True, timeout=60).stdout
+
+
+def load_example(name):
+    import importlib.util
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", examples / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(examples))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(examples))
+    return module
+
+
+def test_many_fits_example_fits_each_pixel_on_its_own():
+    """examples/dask_many_fits.py's block fit: each pixel's peak is recovered, and a pixel's result
+    does not depend on which other pixels share its chunk (the fits never mix)."""
+    ex = load_example("dask_many_fits")
+    cube, lam = ex.spectra((6, 8))
+    amp, mu, width = ex.truth((6, 8))
+    fitted = ex.fit_block(cube, lam, 300)
+    assert fitted.shape == (6, 8, 3)
+    rms = [np.sqrt(np.mean((fitted[..., k] - t) ** 2)) for k, t in enumerate((amp, mu, width))]
+    start = lam[cube.argmax(axis=2)]  # the brightest channel, where each fit starts
+    assert rms[1] < 0.005 < np.sqrt(np.mean((start - mu) ** 2)) and rms[2] < 0.005 and rms[0] < 0.05
+    alone = ex.fit_block(cube[2:3, 3:5], lam, 300)
+    np.testing.assert_allclose(alone, fitted[2:3, 3:5], rtol=1e-12)
+
+
+def test_dask_fit_example_reaches_the_peaks_in_process():
+    """examples/dask_fit.py's model and data on the local scheduler, at 2 * 10^4 samples."""
+    ex = load_example("dask_fit")
+    with dask.config.set(scheduler="threads"):
+        fitted, times, model = ex.run(None, 20_000, 150, chunks=5000)
+    assert len(times) == 150
+    np.testing.assert_allclose(fitted, ex.matched_truth(fitted), atol=0.03)

@@ -25,6 +25,8 @@ WRITES = {
     "backprop_animation": (["backprop_frames/dot0.dot", "backprop_frames/dot11.dot"], ["backprop.gif"]),
     "classifier": (["classifier.png"], []),
     "moons_mlp": (["moons_mlp.png"], []),
+    "dask_fit": (["dask_fit.png"], []),
+    "dask_many_fits": (["dask_many_fits.png"], []),
 }
 
 
