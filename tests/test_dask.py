@@ -309,3 +309,16 @@ def test_dask_fit_example_reaches_the_peaks_in_process():
         fitted, times, model = ex.run(None, 20_000, 150, chunks=5000)
     assert len(times) == 150
     np.testing.assert_allclose(fitted, ex.matched_truth(fitted), atol=0.03)
+
+
+def test_benchmark_measures_at_a_small_size(client):
+    """benchmarks/dask_steps.py's two measurements run (times are never checked)."""
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        import dask_steps as bench
+    finally:
+        sys.path.pop(0)
+    assert bench.single_process_step(3000, 2) > 0
+    assert bench.dask_step(client, 3000, 2) > 0
