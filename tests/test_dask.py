@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import dask
 import dask.array as da
@@ -133,10 +134,17 @@ def test_big_chunks_are_swept_in_slices():
     assert problem.slice == 70
     theta = problem.values()
     got = rgd._partial(problem.payload, theta, problem.slice, xs, ys)
-    replica = rgd._replica(problem.payload)
-    assert replica.tape.batch_size == 1000 % 70  # the last slice
     assert_same_sums(got, want)
+    # 15 slices of 66 or 67 samples, each size on its own copy of the tape (its rows kept)
+    sizes = sorted(k[2] for k in rgd._replicas if k[0] == problem.payload[0])
+    assert sizes == [66, 67]
+    assert [rgd._replicas[(problem.payload[0], threading.get_ident(), s)].tape.batch_size
+            for s in sizes] == sizes
+    again = rgd._partial(problem.payload, theta, problem.slice, xs, ys)  # the same, on kept replicas
+    assert again[0] == got[0] and list(again[1]) == list(got[1])
+    assert rgd._partial(problem.payload, theta, problem.slice, xs[:0], ys[:0])[0] == 0.0
     rgd._forget(problem.payload[0])
+    assert not [k for k in rgd._replicas if k[0] == problem.payload[0]]
     with dask.config.set(scheduler="synchronous"):
         assert_same_sums(rgd.value_and_grad(loss, params, dask_data(x, y, xs, ys, chunk=1000),
                                             max_bytes=slice_bytes), want)
