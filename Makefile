@@ -28,11 +28,12 @@ demo: build
 test: build
 	$(PY) -m pytest tests
 
-# Two tables: the term kinds on the bigdag workload, then batched training loops. Optional peers
-# (CasADi, micrograd, PyTorch, JAX) join the tables when installed in .venv.
+# Three tables: the term kinds on the bigdag workload, batched training loops, then fit steps on Dask
+# (a few minutes). Optional peers (CasADi, micrograd, PyTorch, JAX) join the tables when installed in .venv.
 bench: build
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/dask_steps.py
 
 # The extension rebuilt with AddressSanitizer and UBSan, the suite run against it (the interpreter is not
 # instrumented, so libasan is preloaded and leak reports are off), then the normal build restored.
