@@ -511,3 +511,121 @@ cdef object _batch_grad(Tape tape, rg_index i):
         _fill_grads(tape)
         return _row(tape.b.grad, tape.b.size, i)
     return tape.c.grad[i]
+
+
+cdef object _jacobian_batch(Tape tape, rg_index output, list indices):
+    """jacobian() in batch mode: a (B, len(indices)) array whose row s holds d(output at sample s)/d
+    (leaf) for each leaf, shared leaves included (their per-sample shares, not their sum).
+
+    The node-by-node reverse sweep of rg_batch.c, run on a view of the batch in which every node
+    varies: a chunk of samples at a time, each cone node's values (a uniform node's one value
+    repeated) are copied into rows of the chunk's length, and the adjoints go to rows of their own,
+    so a shared leaf's per-sample shares stay in its row instead of being summed in lanes. Neither
+    .grad nor the plan is touched. Chunks fit in about 512 KiB (the whole batch at once when an
+    apply() node must see it)."""
+    cdef _Cone cone = tape._cone(output)
+    cdef int64_t size = tape.b.size, s0, s1, chunk, s, width
+    cdef rg_index pos, stop, i, lhs
+    cdef Py_ssize_t j, count = len(indices)
+    cdef rg_batch view
+    cdef double *values = NULL
+    cdef double *rows = NULL
+    cdef uint8_t *every = NULL
+    cdef const uint8_t *first = NULL
+    cdef double *g
+    cdef double *gl
+    cdef double x
+    cdef double[::1] d
+    cdef double[:, ::1] cols
+    tape._require_values(cone, "jacobian()")
+    tape._check_idle()
+    _prepare(tape, output)
+    _fill_values(tape)  # the rows a fused eval() left unwritten are read here
+    if not cone.has_apply:
+        _first_reach(tape, cone)  # so the chunk's adjoint rows need no zeroing
+        first = cone.first
+    chunk = size if cone.has_apply else min(size, max(<int64_t>1024, (512 * 1024) // (16 * <int64_t>cone.n)))
+    cdef bint whole = chunk == size  # one chunk: read the batch's own value rows, no copies
+    cdef size_t cells = (<size_t>output + 1) * <size_t>chunk
+    if whole:
+        rg_fill_uniform_rows(&tape.c, &tape.b, cone.idx, cone.n)
+        rows = <double *>calloc(cells, sizeof(double))  # (zero pages: no need of `first`)
+        first = NULL
+    else:
+        values = <double *>malloc(cells * sizeof(double))
+        rows = <double *>malloc(cells * sizeof(double))
+    every = <uint8_t *>malloc(<size_t>output + 1)
+    if (values == NULL and not whole) or rows == NULL or every == NULL:
+        free(values)
+        free(rows)
+        free(every)
+        raise MemoryError(f"no memory for jacobian()'s {output + 1} x {chunk} rows")
+    memset(every, 1, <size_t>output + 1)
+    memcpy(&view, &tape.b, sizeof(rg_batch))
+    view.value = tape.b.value if whole else values
+    view.grad = rows
+    view.varying = every
+    out = np.zeros((count, size))
+    cols = out
+    tape._busy = True
+    try:
+        s0 = 0
+        while s0 < size:
+            s1 = min(size, s0 + chunk)
+            width = s1 - s0
+            view.size = width  # the rows' stride: the chunk's samples
+            with nogil:
+                for pos in range(0 if whole else cone.n):
+                    i = cone.idx[pos]
+                    if tape.b.varying[i]:
+                        memcpy(values + <int64_t>i * width, tape.b.value + <int64_t>i * size + s0,
+                               <size_t>width * sizeof(double))
+                    else:
+                        x = tape.c.value[i]
+                        for s in range(width):
+                            values[<int64_t>i * width + s] = x
+                rg_reverse_begin_batch(&view, cone.idx, cone.n, 0, width, not whole and first == NULL)
+            pos = cone.n - 1
+            while pos >= 0:
+                with nogil:
+                    stop = rg_reverse_batch(&tape.c, &view, cone.idx, first, pos, 0, 0, width, NULL,
+                                            NULL, RG_SWEEP_VARYING)
+                if stop >= 0:  # an apply node (then the chunk is the whole batch): df on it
+                    i = cone.idx[stop]
+                    lhs = tape.c.lhs[i]
+                    g = rows + <int64_t>i * width
+                    gl = rows + <int64_t>lhs * width
+                    if _any_nonzero(g, width):
+                        d = _callable_row(tape, i, tape._funcs[i][1](_batch_values(tape, lhs)),
+                                          "derivative")
+                        for s in range(width):
+                            if g[s] != 0.0 and d[s] != 0.0:
+                                gl[s] += g[s] * d[s]
+                pos = stop - 1
+            if tape._check_finite or anomaly_on():
+                tape._scan(cone, rows, width, True, "jacobian()", "gradient")
+            for j in range(count):
+                i = indices[j]
+                if _in_cone(cone, i):
+                    memcpy(&cols[j, s0], rows + <int64_t>i * width, <size_t>width * sizeof(double))
+            s0 = s1
+        return out.T  # (B, P), each column contiguous
+    finally:
+        tape._busy = False
+        free(values)
+        free(rows)
+        free(every)
+
+
+cdef bint _in_cone(_Cone cone, rg_index i) noexcept:
+    """Whether node i is in the cone (its indices ascend: a binary search)."""
+    cdef rg_index lo = 0, hi = cone.n - 1, mid
+    while lo <= hi:
+        mid = lo + (hi - lo) // 2
+        if cone.idx[mid] == i:
+            return True
+        if cone.idx[mid] < i:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return False

@@ -11,6 +11,10 @@ cdef class _Order:
     cdef int push(self, PyObject *node) except -1
 
 
+cdef class _GradRun:
+    cdef bint superseded            # a later backprop() reached some node this one reached
+
+
 cdef class _Node:
     cdef int op                     # op code of src/rg_ops.h
     cdef _Node a                    # first operand; None for leaves
@@ -22,7 +26,7 @@ cdef class _Node:
     cdef uint64_t changed           # clock time at which value last changed (0: never computed)
     cdef uint64_t visit             # mark of the last traversal that reached the node
     cdef uint64_t serial            # creation number, the node's key in drawings
-    cdef bint has_grad              # grad is set (by backprop, until clear_grad)
+    cdef _GradRun run               # the backprop() that set grad; None: no gradient
     cdef object label               # the name of a leaf, a named constant or an apply node
     cdef object funcs               # (f, df) of an apply node
 

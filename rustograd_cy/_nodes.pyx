@@ -29,8 +29,11 @@ from rustograd_cy._ctape cimport RG_MINIMUM, RG_MUL, RG_NEG, RG_RELU, RG_SIGMOID
 from rustograd_cy._ctape cimport RG_SQUARE, RG_SUB, RG_TAN, RG_TANH
 from rustograd_cy._tape cimport TapeTerm
 
+import numpy as np
+
 from rustograd_cy._tape import OPS
-from rustograd_cy.errors import COMPARE_WITH_NUMBER, NOT_A_NUMBER, derive_non_leaf_error, non_finite_error, set_non_leaf_error
+from rustograd_cy.errors import COMPARE_WITH_NUMBER, TermWasNotValueError, derive_non_leaf_error
+from rustograd_cy.errors import non_finite_error, not_a_number_error, read_only_error, set_non_leaf_error
 from rustograd_cy.errors import stale_value_error
 from rustograd_cy.labels import expression_label
 from rustograd_cy import dot as _dot
@@ -67,6 +70,17 @@ cdef class _Order:
         self.items[self.n] = node
         self.n += 1
         return 0
+
+
+cdef class _GradRun:
+    """One backprop(): the nodes it reached hold it. A later backprop() that reaches any of them
+    supersedes it, and then none of its gradients count: a node never reports an older output's
+    gradient beside a newer one's (graphs that share no node keep their own gradients)."""
+
+
+cdef inline bint _has_grad(_Node n) noexcept:
+    """Whether n's grad is from a backprop() not superseded (nor cleared) since."""
+    return n.run is not None and not n.run.superseded
 
 
 cdef inline bint _current(_Node n, uint64_t now) noexcept:
@@ -388,7 +402,13 @@ cdef class _Node:
         return object.__hash__(self)  # by identity, as before __eq__ was defined
 
     def __float__(self):
-        raise TypeError(NOT_A_NUMBER)
+        raise not_a_number_error("float")  # also what math.exp(term) and friends call
+
+    def __int__(self):
+        raise not_a_number_error("int")
+
+    def __round__(self, ndigits=None):
+        raise not_a_number_error("round")
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r}, data={self.data!r})"
@@ -471,7 +491,7 @@ cdef class _Node:
 
     # -- evaluation and derivatives ---------------------------------------------------------------
 
-    def eval(self, callback=None):
+    def eval(self, *, callback=None):
         """Compute the value of this term (and of every node it depends on) and return it.
 
         `callback(term)`, if given, is called after each node of the sweep, operands first.
@@ -538,11 +558,12 @@ cdef class _Node:
             _check_finite(self, SCAN_TANGENT, "derive()")
         return self.tangent
 
-    def backprop(self, callback=None):
+    def backprop(self, *, callback=None):
         """Compute d(self)/d(node) for every node this term depends on; read them as `.grad`.
 
         Needs the values of the last eval(). `callback(term)`, if given, is called as each node's
-        gradient becomes final, output first.
+        gradient becomes final, output first. Afterwards a node this term does not depend on reports
+        `.grad` None if an earlier backprop() that shared nodes with this one had reached it.
         """
         global _sweeping
         _check_idle()
@@ -551,10 +572,13 @@ cdef class _Node:
         cdef Py_ssize_t pos
         cdef _Node n
         cdef double g, da, db
+        cdef _GradRun run = _GradRun.__new__(_GradRun)
         for pos in range(order.n):
             n = <_Node>order.items[pos]
             n.grad = 0.0
-            n.has_grad = True
+            if n.run is not None and n.run is not run:
+                n.run.superseded = True  # its other nodes' gradients are stale now: None
+            n.run = run
         self.grad = 1.0
         _sweeping = True
         try:
@@ -584,6 +608,67 @@ cdef class _Node:
         if anomaly_on():  # the gradients stay, for a look at them
             _check_finite(self, SCAN_VALUE, "backprop()")
             _check_finite(self, SCAN_GRAD, "backprop()")
+
+    def jacobian(self, leaves):
+        """The derivatives of this term with respect to each leaf of `leaves` (a sequence of leaves
+        of this kind) as a 1-D array, from one reverse sweep; `.grad` is left alone. A leaf this
+        term does not depend on gets 0. Needs the values of the last eval(), as backprop() does.
+        (On a batched tape, TapeTerm.jacobian() gives one row per sample.)
+        """
+        global _sweeping
+        if isinstance(leaves, _Node):
+            raise TypeError("jacobian() takes a sequence of leaves, e.g. y.jacobian([a]) "
+                            "(for one leaf, y.derive(a) gives the same number)")
+        try:
+            items = list(leaves)
+        except TypeError:
+            raise TypeError(f"jacobian() takes a sequence of {type(self).__name__} leaves, not "
+                            f"{type(leaves).__name__}") from None
+        cdef _Node n
+        for k, leaf in enumerate(items):
+            if type(leaf) is not type(self):
+                raise TypeError(f"jacobian() takes {type(self).__name__} leaves; item {k} is a "
+                                f"{type(leaf).__name__}")
+            if (<_Node>leaf).op != RG_LEAF:
+                raise TermWasNotValueError(f"jacobian() is with respect to leaves made by "
+                                           f"{self._maker()}; item {k}, {_label(<_Node>leaf)!r}, is not one")
+        _check_idle()
+        cdef _Order order = _cone(self, False)
+        _require_values(order, "jacobian()")
+        cdef Py_ssize_t pos
+        cdef double g, da, db
+        for leaf in items:
+            (<_Node>leaf).tangent = 0.0  # (derive()'s scratch holds the adjoints here)
+        for pos in range(order.n):
+            (<_Node>order.items[pos]).tangent = 0.0
+        self.tangent = 1.0
+        _sweeping = True
+        try:
+            for pos in range(order.n - 1, -1, -1):
+                n = <_Node>order.items[pos]
+                g = n.tangent
+                if n.op > RG_CONST and g != 0.0:
+                    if n.op == RG_APPLY:
+                        da = callable_result(n.funcs[1](n.a.value), n.label, None)
+                        if da != 0.0:
+                            n.a.tangent += g * da
+                    else:
+                        rg_partials(n.op, n.a.value, n.b.value, n.value, &da, &db)
+                        if da != 0.0:
+                            n.a.tangent += g * da
+                        if RG_OP_INFO[n.op].arity == 2 and db != 0.0:
+                            n.b.tangent += g * db
+        finally:
+            _sweeping = False
+        out = np.array([(<_Node>leaf).tangent for leaf in items], dtype=np.float64)
+        if anomaly_on():
+            _check_finite(self, SCAN_VALUE, "jacobian()")
+            for k in range(len(items)):
+                if not isfinite(out[k]):
+                    leaf = items[k]
+                    raise non_finite_error("jacobian()", "gradient", (<_Node>leaf).serial,
+                                           _label(<_Node>leaf), "leaf", out[k])
+        return out
 
     def set(self, value):
         """Give this leaf a new value; what depends on it is stale until the next eval()."""
@@ -643,8 +728,18 @@ cdef class _Node:
 
     @property
     def grad(self):
-        """d(output)/d(self) from the last backprop() that reached this node, or None."""
-        return self.grad if self.has_grad else None
+        """d(output)/d(self) from the last backprop() that reached this node, or None: before any,
+        after clear_grad(), or when a later backprop() of another output reached a node of the same
+        graph but not this one (never an older output's gradient)."""
+        return self.grad if _has_grad(self) else None
+
+    @data.setter
+    def data(self, value):
+        raise read_only_error("data")
+
+    @grad.setter
+    def grad(self, value):
+        raise read_only_error("grad")
 
     @property
     def name(self):
@@ -670,7 +765,7 @@ cdef class _Node:
             name, op, infix, operands = _describe(n)
             records.append((
                 n.serial, name, op, infix, tuple([(<_Node>o).serial for o in operands]),
-                n.value if _current(n, now) else None, n.grad if n.has_grad else None,
+                n.value if _current(n, now) else None, n.grad if _has_grad(n) else None,
             ))
         return records
 
@@ -681,7 +776,7 @@ cdef int _drop_grads(_Order order) except -1:
     for pos in range(order.n):
         n = <_Node>order.items[pos]
         n.grad = 0.0
-        n.has_grad = False
+        n.run = None
     return 0
 
 
@@ -695,6 +790,11 @@ cdef class RcTerm(_Node):
     >>> ab.eval(), ab.derive(a)
     (6.0, 3.0)
     """
+
+    def __init__(self, name, value):
+        """A leaf called `name` (a str) holding the number `value`; build on it with + - * / ** and
+        the built-in functions."""
+        _Node.__init__(self, name, value)
 
     cdef _Node _new(self):
         return RcTerm.__new__(RcTerm)
@@ -712,6 +812,11 @@ cdef class Term(_Node):
     >>> ab.data, ab.derive(b)
     (6.0, 2.0)
     """
+
+    def __init__(self, name, value):
+        """A leaf called `name` (a str) holding the number `value`; build on it with + - * / ** and
+        the built-in functions (each new node computes its value at once)."""
+        _Node.__init__(self, name, value)
 
     cdef _Node _new(self):
         return Term.__new__(Term)

@@ -50,6 +50,7 @@ cdef class Tape:
     cdef int _forward(self, rg_index output, object callback) except -1
     cdef int _backward(self, rg_index output, object callback) except -1
     cdef double _tangent(self, rg_index output, rg_index var) except? -1.0
+    cdef object _jacobian(self, rg_index output, list indices)
     cdef int _set(self, rg_index index, object value) except -1
     cdef int _scan(self, _Cone cone, const double *x, int64_t width, bint descending, str caller,
                    str quantity) except -1

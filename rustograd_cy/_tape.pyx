@@ -22,10 +22,12 @@ from rustograd_cy._ctape cimport *
 
 from rustograd_cy.errors import (
     COMPARE_WITH_NUMBER,
-    NOT_A_NUMBER,
     TapeMismatchError,
+    TermWasNotValueError,
     derive_non_leaf_error,
     non_finite_error,
+    not_a_number_error,
+    read_only_error,
     set_non_leaf_error,
     stale_value_error,
 )
@@ -107,6 +109,9 @@ cdef class Tape:
         self._push(RG_CONST, 0, 0, 1.0)
         self._names[0] = "0"
         self._names[1] = "1"
+
+    def __init__(self):
+        """An empty tape (it holds only the constants 0 and 1): add leaves with term(name, value)."""
 
     def __dealloc__(self):
         rg_tape_free(&self.c)
@@ -575,6 +580,50 @@ cdef class Tape:
             self._busy = False
             PyMem_Free(tangent)
 
+    cdef object _jacobian(self, rg_index output, list indices):
+        """jacobian() in scalar mode: d(output)/d(node) for each node index, by one reverse sweep
+        into scratch space (the tape's gradients are left alone)."""
+        cdef _Cone cone = self._cone(output)
+        cdef rg_index pos, stop, i, lhs
+        cdef Py_ssize_t j
+        cdef double g, d
+        cdef rg_tape view
+        self._require_values(cone, "jacobian()")
+        self._check_idle()
+        cdef double *grads = <double *>calloc(<size_t>output + 1, sizeof(double))
+        if grads == NULL:
+            raise MemoryError("no memory for jacobian()'s reverse sweep")
+        view = self.c
+        view.grad = grads
+        self._busy = True
+        try:
+            rg_reverse_begin(&view, cone.idx, cone.n)
+            pos = cone.n - 1
+            while pos >= 0:
+                with nogil:
+                    stop = rg_reverse(&view, cone.idx, pos, 0)
+                if stop >= 0:  # an apply node: its derivative, with the GIL
+                    i = cone.idx[stop]
+                    g = grads[i]
+                    if g != 0.0:
+                        lhs = self.c.lhs[i]
+                        d = self._callable_result(self._funcs[i][1](self.c.value[lhs]), i)
+                        if d != 0.0:
+                            grads[lhs] += g * d
+                pos = stop - 1
+            if self._check_finite or anomaly_on():
+                self._scan(cone, self.c.value, 1, False, "jacobian()", "value")
+                self._scan(cone, grads, 1, True, "jacobian()", "gradient")
+            out = np.zeros(len(indices))
+            for j in range(len(indices)):
+                i = indices[j]
+                if i <= output:
+                    out[j] = grads[i]
+            return out
+        finally:
+            self._busy = False
+            free(grads)
+
     cdef int _scan(self, _Cone cone, const double *x, int64_t width, bint descending, str caller,
                    str quantity) except -1:
         # The anomaly check (rg.detect_anomaly(), check_finite) over rows of `width` values per node
@@ -737,7 +786,13 @@ cdef class TapeTerm:
         raise TypeError("a term has no truth value; compare term.eval() or term.data instead")
 
     def __float__(self):
-        raise TypeError(NOT_A_NUMBER)
+        raise not_a_number_error("float")  # also what math.exp(term) and friends call
+
+    def __int__(self):
+        raise not_a_number_error("int")
+
+    def __round__(self, ndigits=None):
+        raise not_a_number_error("round")
 
     def __repr__(self):
         return f"TapeTerm({self.name!r}, index={self.index}, data={self.data!r})"
@@ -855,7 +910,7 @@ cdef class TapeTerm:
 
     # -- evaluation and derivatives ---------------------------------------------------------------
 
-    def eval(self, callback=None):
+    def eval(self, *, callback=None):
         """Compute the value of this term (and of every node it depends on) and return it.
 
         `callback(term)`, if given, is called after each node of the sweep, in order (slower).
@@ -890,7 +945,7 @@ cdef class TapeTerm:
             return _tangent_batch(self.tape, self.index, v.index)
         return self.tape._tangent(self.index, v.index)
 
-    def backprop(self, callback=None):
+    def backprop(self, *, callback=None):
         """Compute d(self)/d(node) for every node at once; read them as `.grad`.
 
         Needs the values of the last eval(). Nodes this term does not depend on get gradient 0.
@@ -899,6 +954,52 @@ cdef class TapeTerm:
         per-sample gradients (an ndarray), a leaf holding a number the sum over the batch (a float).
         """
         self.tape._backward(self.index, callback)
+
+    def jacobian(self, leaves):
+        """The derivatives of this term with respect to each leaf of `leaves` (a sequence of leaves
+        of this tape), as an array, from one reverse sweep; `.grad` is left alone.
+
+        On a batched tape: a (B, len(leaves)) array whose row s holds the derivatives of sample s's
+        value (what least-squares solvers call the Jacobian of the residuals). A shared leaf (one
+        holding a number) gets its per-sample derivatives here, where backprop() sums them; an
+        array leaf the derivative with respect to its own sample's value. In scalar mode: a 1-D
+        array of len(leaves). A leaf this term does not depend on gets zeros. Needs the values of
+        the last eval(), as backprop() does.
+
+        >>> tape = Tape()
+        >>> x, w = tape.term("x", 0.0), tape.term("w", 3.0)
+        >>> y = w * x * x
+        >>> x.set([1.0, 2.0])
+        >>> _ = y.eval()
+        >>> y.jacobian([w, x])
+        array([[ 1.,  6.],
+               [ 4., 12.]])
+        """
+        cdef Tape tape = self.tape
+        if type(leaves) is TapeTerm:
+            raise TypeError("jacobian() takes a sequence of leaves, e.g. y.jacobian([a]) "
+                            "(for one leaf, y.derive(a) gives the same numbers)")
+        try:
+            items = list(leaves)
+        except TypeError:
+            raise TypeError(f"jacobian() takes a sequence of TapeTerm leaves, not "
+                            f"{type(leaves).__name__}") from None
+        cdef list indices = []
+        for k, leaf in enumerate(items):
+            if type(leaf) is not TapeTerm:
+                raise TypeError(f"jacobian() takes TapeTerm leaves; item {k} is a "
+                                f"{type(leaf).__name__}")
+            if (<TapeTerm>leaf).tape is not tape:
+                raise TapeMismatchError(f"jacobian(): item {k} is a leaf of another tape; use "
+                                        f"leaves of this term's tape")
+            if tape.c.op[(<TapeTerm>leaf).index] != RG_LEAF:
+                raise TermWasNotValueError(
+                    f"jacobian() is with respect to leaves made by tape.term(); item {k}, "
+                    f"{leaf.name!r} (node {(<TapeTerm>leaf).index}), is not one")
+            indices.append((<TapeTerm>leaf).index)
+        if tape.b.size:
+            return _jacobian_batch(tape, self.index, indices)
+        return tape._jacobian(self.index, indices)
 
     def set(self, value):
         """Give this leaf a new value; computed values become stale until the next eval().
@@ -992,6 +1093,14 @@ cdef class TapeTerm:
             return tape.c.grad[self.index]
         finally:
             tape._end_read(took)
+
+    @data.setter
+    def data(self, value):
+        raise read_only_error("data")
+
+    @grad.setter
+    def grad(self, value):
+        raise read_only_error("grad")
 
     @property
     def name(self):

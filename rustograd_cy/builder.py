@@ -122,8 +122,9 @@ def _parse(text, filename, line_offset):
     except SyntaxError as e:
         line = (e.lineno or 0) + line_offset
         column = (e.offset or 0) + _dedent_width(text)
+        text = " " * _dedent_width(text) + e.text if e.text else None  # the line as written
         raise BuilderError(f"line {line}, column {column}: {e.msg}",
-                           (filename, line, column, e.text)) from None
+                           (filename, line, column, text)) from None
 
 
 def _function_source(f, caller):
@@ -210,7 +211,8 @@ class _Builder:
     def error(self, node, message):
         line = node.lineno + self.line_offset
         column = node.col_offset + 1 + self.column_offset
-        text = self.lines[node.lineno - 1] if node.lineno <= len(self.lines) else None
+        text = (" " * self.column_offset + self.lines[node.lineno - 1]
+                if node.lineno <= len(self.lines) else None)  # the line as written
         return BuilderError(f"line {line}, column {column}: {message}",
                             (self.filename, line, column, text))
 

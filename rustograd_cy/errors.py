@@ -1,4 +1,7 @@
 """The exceptions rustograd_cy raises. Each also derives from the matching built-in exception."""
+import ast
+import linecache
+import sys
 
 
 class RustogradError(Exception):
@@ -42,8 +45,18 @@ class GradGraphMissingError(RustogradError, TypeError):
 class BuilderError(RustogradError, SyntaxError):
     """rg.rustograd() met statements it cannot turn into terms; `lineno`/`offset` say where.
 
-    `offset` is the 1-based column, as for SyntaxError; the message also names line and column.
+    `offset` is the 1-based column, as for SyntaxError; the message also names line and column,
+    and shows the source line with a caret under that column.
     """
+
+    def __str__(self):
+        text = str(self.msg)
+        if self.text:
+            line = self.text.rstrip("\r\n")
+            text += f"\n    {line}"
+            if self.offset and self.offset > 0:
+                text += "\n    " + " " * (self.offset - 1) + "^"
+        return text
 
 
 # The messages, written once for every term kind. `node` describes the node, e.g. "'a + b' (node 5)"
@@ -66,6 +79,103 @@ COMPARE_WITH_NUMBER = (
     "rg.grad and friends a Python branch on a value is recorded once (see retrace=True). Terms "
     "compare equal only to themselves, the same node"
 )
+
+
+# The functions rg.<name> that build nodes, for naming the one to use instead of math.<name>.
+_RG_FUNCTIONS = frozenset(("sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs",
+                           "square", "pow", "atan2", "maximum", "minimum"))
+
+#: The transforms (rg.grad, ...) recording a function right now, innermost last (rustograd_cy.functional).
+TRACING = []
+
+
+def _called_function():
+    """The function that user code is calling right now, as written ("math.exp"), read from the
+    source position of the frame's current call (Python >= 3.11); None when it cannot be known."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("rustograd_cy"):
+        frame = frame.f_back
+    if frame is None or not hasattr(frame.f_code, "co_positions"):
+        return None
+    try:
+        line, end_line, col, end_col = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+        if None in (line, end_line, col, end_col):
+            return None
+        lines = [linecache.getline(frame.f_code.co_filename, k, frame.f_globals)
+                 for k in range(line, end_line + 1)]
+        if not all(lines):
+            return None
+        lines[-1] = lines[-1].encode()[:end_col].decode(errors="replace")
+        lines[0] = lines[0].encode()[col:].decode(errors="replace")
+        call = ast.parse("".join(lines).strip(), mode="eval").body
+    except (IndexError, ValueError, SyntaxError, UnicodeError):
+        return None
+    if not isinstance(call, ast.Call):
+        return None
+    try:
+        return _callee_name(call.func, frame) or ast.unparse(call.func)
+    except Exception:  # an attribute lookup of the user's objects failed: say less
+        return ast.unparse(call.func)
+
+
+def _callee_name(expr, frame):
+    """The qualified name of the C function or type a call expression of plain names and
+    attributes refers to (so `fn(x)` with fn = math.exp says math.exp), or None."""
+    path = []
+    while isinstance(expr, ast.Attribute):
+        path.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return None
+    scopes = (frame.f_locals, frame.f_globals, frame.f_builtins)
+    obj = next((scope[expr.id] for scope in scopes if expr.id in scope), None)
+    for attr in reversed(path):
+        obj = getattr(obj, attr, None)
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if obj is None or not isinstance(name, str) or name == "<lambda>":
+        return None
+    module = getattr(obj, "__module__", None)
+    if module in (None, "builtins") or not isinstance(module, str):
+        return name
+    return f"{module.split('.')[0]}.{name}"
+
+
+def not_a_number_error(conversion="float"):
+    """The TypeError of a term used where a number is wanted: `float(term)`, `int(term)`,
+    `round(term)` (conversion "float", "int", "round"), or a function of numbers such as
+    math.exp(term), which is named when the source shows it."""
+    called = _called_function() if conversion == "float" else conversion
+    if called is None:
+        return TypeError(NOT_A_NUMBER)
+    short = called.rsplit(".", 1)[-1]
+    if TRACING:
+        where = (f"inside rg.{TRACING[-1]}(f), f gets terms, not numbers, so {called}() cannot "
+                 f"compute on them")
+        if short in _RG_FUNCTIONS:
+            return TypeError(f"{where}: use rg.{short}(x) (or np.{short}(x) on an array argument) "
+                             f"so that rg.{TRACING[-1]} can differentiate it")
+        return TypeError(f"{where}: build f from arithmetic and the rg functions (rg.exp, rg.sin, "
+                         f"...), which the transform can differentiate")
+    head = f"{called}(term): a term is not a number"
+    if short in _RG_FUNCTIONS and called != short:
+        return TypeError(f"{head}; use rg.{short}(term) or term.{short}() to build on it, or read "
+                         f"its value with term.eval() (or term.data)")
+    if conversion == "round":
+        return TypeError(f"{head}: round its value instead, round(term.eval(), ndigits) (or "
+                         f"term.data)")
+    example = f", e.g. {called}(term.eval())" if called in ("float", "int") else " and pass that"
+    return TypeError(f"{head}: read its value with term.eval() (or term.data){example}")
+
+
+def read_only_error(attribute):
+    """The AttributeError of assigning to a term's .data or .grad (`p.data -= lr * p.grad`)."""
+    if attribute == "data":
+        return AttributeError(
+            "term.data is read-only: give a leaf a new value with p.set(value) (a descent step: "
+            "p.set(p.data - lr * p.grad)), or let rg.optim.SGD(params, lr) / rg.optim.Adam update "
+            "tape parameters in one call (opt.step())"
+        )
+    return AttributeError("term.grad is read-only: backprop() computes it, clear_grad() drops it")
 
 
 def stale_value_error(caller, node, never_computed):
