@@ -307,17 +307,19 @@ def _sum(g, x, y):
     return g.op("neg", g.op("add", x, y))
 
 
-def gen_graph(y, x, optim=False):
+def gen_graph(y, x, optim=False, _any_node=False):
     """dy/dx as new nodes on y's tape: returns the term, or None if y does not depend on x.
 
-    `x` must be a leaf made by tape.term(). See the module docstring for `optim`.
+    `x` must be a leaf made by tape.term(). See the module docstring for `optim`. (`_any_node`,
+    for the composed transforms of rustograd_cy.functional, lets x be any node: the partial
+    derivative through x alone, what x's own operands feed in otherwise held fixed.)
     """
     tape = y.tape
     if type(x) is not type(y):
         raise TypeError(f"gen_graph() takes a {type(y).__name__} leaf, not {type(x).__name__}")
     if x.tape is not tape:
         raise TapeMismatchError("gen_graph() got a variable of another tape: use a leaf of this one")
-    if tape._nodes(x.index, x.index + 1)[0][0] != _LEAF:
+    if not _any_node and tape._nodes(x.index, x.index + 1)[0][0] != _LEAF:
         raise TermWasNotValueError(
             f"gen_graph() is with respect to a leaf made by tape.term(); {x.name!r} "
             f"(node {x.index}) is not one"

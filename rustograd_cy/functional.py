@@ -15,6 +15,13 @@ differentiated or not. f returns a term or a number (grad, value_and_grad, hessi
 sequence / 1-D array of them (jacobian). Results are floats for float arguments and numpy arrays
 for array arguments (shape: output shape + input shape for jacobian, (n, n) for hessian).
 
+Composition, as in JAX: a transform called with terms (inside another transform's recording, so
+on its tape) records f on that same tape and returns its derivative as graph nodes (by gen_graph,
+forward mode from each input), which the outer transform differentiates again:
+`rg.grad(rg.grad(f))(x)` is f''(x), and `rg.jacobian(rg.grad(f))(v)` equals `rg.hessian(f)(v)`.
+The inner derivative is with respect to the inner arguments only; values f closes over are held
+fixed, as in JAX.
+
 Replay: the first call records f on a tape; a later call whose arguments have the same shapes sets
 the leaves to the new values and replays the recorded tape (no Python of f runs). That is valid when
 f builds the same graph whatever the values — which holds whenever f only does arithmetic on its
@@ -25,13 +32,15 @@ the branch taken on the first call. Pass `retrace=True` to record f afresh on ev
 import numpy as np
 
 from rustograd_cy._tape import Tape, TapeTerm
+from rustograd_cy.derivatives import gen_graph as _gen_graph
+from rustograd_cy.errors import TRACING as _TRACING, TapeMismatchError
 from rustograd_cy.functions import is_real as _is_real
 
 
 class _Trace:
     """One recording of f: its tape, the leaves per argument, the outputs, and cached extras."""
 
-    def __init__(self, f, args, vector_output):
+    def __init__(self, f, args, vector_output, name="grad"):
         self.tape = tape = Tape()
         self.leaves = []
         traced_args = []
@@ -46,7 +55,7 @@ class _Trace:
                 arr = np.empty(len(leaves), dtype=object)
                 arr[:] = leaves
                 traced_args.append(arr)
-        out = f(*traced_args)
+        out = _record(f, traced_args, name, tape)
         self.out_shape, self.outputs = _outputs(tape, out, vector_output)
         self.extra = {}
 
@@ -58,6 +67,51 @@ class _Trace:
 
     def eval(self):
         return [o.eval() for o in self.outputs]
+
+
+# The tapes being recorded right now, innermost last: a transform called inside f records there.
+_RECORDING = []
+
+
+def _record(f, args, name, tape):
+    """f(*args) recorded on `tape`, with the transform's name on errors.TRACING (for the message of
+    math.exp(term))."""
+    _TRACING.append(name)
+    _RECORDING.append(tape)
+    try:
+        return f(*args)
+    finally:
+        _RECORDING.pop()
+        _TRACING.pop()
+
+
+def _composing(args):
+    """Whether a transform call is inside another's recording: it got terms, or f is being recorded
+    (then f may close over terms even when its arguments are numbers)."""
+    return bool(_RECORDING) or any(_is_traced(a) for a in args)
+
+
+def _is_traced(arg):
+    """Whether a transform's argument holds terms (it is called inside another transform)."""
+    if isinstance(arg, TapeTerm):
+        return True
+    if isinstance(arg, np.ndarray):
+        return arg.dtype == object and any(isinstance(a, TapeTerm) for a in arg.ravel())
+    if isinstance(arg, (list, tuple)):
+        return any(isinstance(a, TapeTerm) for a in arg)
+    return False
+
+
+def _d(out, var):
+    """d out/d var as a term (the tape's 0 where out does not depend on var)."""
+    d = _gen_graph(out, var, optim=True, _any_node=True)
+    return out.tape.zero() if d is None else d
+
+
+def _terms_array(items):
+    arr = np.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr
 
 
 def _outputs(tape, out, vector_output):
@@ -89,6 +143,7 @@ class _Transform:
     """Checks arguments, records or replays f, and leaves the derivative to a subclass."""
 
     vector_output = False
+    name = "grad"
 
     def __init__(self, f, argnums=0, retrace=False):
         if not callable(f):
@@ -130,7 +185,7 @@ class _Transform:
         key = tuple(shape for _, shape in args)
         trace = None if self.retrace else self._traces.get(key)
         if trace is None:
-            trace = _Trace(self.f, [(a, s) for a, s in args], self.vector_output)
+            trace = _Trace(self.f, [(a, s) for a, s in args], self.vector_output, self.name)
             if not self.retrace:
                 self._traces[key] = trace
         else:
@@ -142,12 +197,59 @@ class _Transform:
         self._traces.clear()
 
     def __call__(self, *args):
+        if _composing(args):
+            return self._composed(args)
         args = self._args(args)
         nums = self._argnums(len(args))
         trace = self._trace(args)
         values = trace.eval()
         result = self._derivative(trace, args, nums, values)
         return result
+
+    # -- called with terms: inside another transform, on its tape -----------------------------------
+
+    def _composed(self, args):
+        """Record f on the arguments' tape and return the derivative as terms (see the module
+        docstring). Numbers among the arguments become fresh leaves, so that they can be
+        differentiated too."""
+        tape = None
+        for a in args:
+            for t in ([a] if isinstance(a, TapeTerm) else
+                      (np.asarray(a, dtype=object).ravel() if _is_traced(a) else [])):
+                if isinstance(t, TapeTerm):
+                    if tape is not None and t.tape is not tape:
+                        raise TapeMismatchError(f"{self.name}() got terms of two different tapes")
+                    tape = t.tape
+        if tape is None:  # numbers only, inside a recording: record there
+            tape = _RECORDING[-1]
+        leaves, traced, shapes = [], [], []
+        for k, a in enumerate(args):
+            if isinstance(a, TapeTerm) or _is_real(a):
+                term = a if isinstance(a, TapeTerm) else tape.term(f"x{k}", float(a))
+                leaves.append([term])
+                traced.append(term)
+                shapes.append(None)
+                continue
+            items = list(np.asarray(a, dtype=object).ravel())
+            if np.ndim(a) != 1:
+                raise TypeError(f"argument {k} must be a term, a float or a 1-D array of them")
+            terms = [t if isinstance(t, TapeTerm) else tape.term(f"x{k}[{j}]", float(t))
+                     for j, t in enumerate(items)]
+            leaves.append(terms)
+            traced.append(_terms_array(terms))
+            shapes.append(len(terms))
+        nums = self._argnums(len(args))
+        out = _record(self.f, traced, self.name, tape)
+        out_shape, outputs = _outputs(tape, out, self.vector_output)
+        return self._symbolic(outputs, out_shape, leaves, shapes, nums, args)
+
+    def _symbolic_grads(self, output, leaves, shapes, nums):
+        grads = tuple(self._terms_like([_d(output, u) for u in leaves[n]], shapes[n]) for n in nums)
+        return grads[0] if isinstance(self.argnums, int) else grads
+
+    @staticmethod
+    def _terms_like(terms, shape):
+        return terms[0] if shape is None else _terms_array(terms)
 
     @staticmethod
     def _shape_like(values, shape):
@@ -165,15 +267,39 @@ class _Grad(_Transform):
         _scalar_output(trace, "grad")
         return self._grads(trace, trace.outputs[0], args, nums)
 
+    def _symbolic(self, outputs, out_shape, leaves, shapes, nums, args):
+        _scalar_shape(out_shape, "grad")
+        return self._symbolic_grads(outputs[0], leaves, shapes, nums)
+
 
 class _ValueAndGrad(_Transform):
+    name = "value_and_grad"
+
     def _derivative(self, trace, args, nums, values):
         _scalar_output(trace, "value_and_grad")
         return values[0], self._grads(trace, trace.outputs[0], args, nums)
 
+    def _symbolic(self, outputs, out_shape, leaves, shapes, nums, args):
+        _scalar_shape(out_shape, "value_and_grad")
+        return outputs[0], self._symbolic_grads(outputs[0], leaves, shapes, nums)
+
 
 class _Jacobian(_Transform):
     vector_output = True
+    name = "jacobian"
+
+    def _symbolic(self, outputs, out_shape, leaves, shapes, nums, args):
+        jacs = []
+        for n in nums:
+            rows = [[_d(o, u) for u in leaves[n]] for o in outputs]
+            shape = out_shape + (() if shapes[n] is None else (shapes[n],))
+            if shape == ():
+                jacs.append(rows[0][0])
+                continue
+            jac = np.empty(shape, dtype=object)
+            jac.ravel()[:] = [t for row in rows for t in row]  # (a view: jac is contiguous)
+            jacs.append(jac)
+        return jacs[0] if isinstance(self.argnums, int) else tuple(jacs)
 
     def _derivative(self, trace, args, nums, values):
         jacs = []
@@ -188,6 +314,20 @@ class _Jacobian(_Transform):
 
 
 class _Hessian(_Transform):
+    name = "hessian"
+
+    def _symbolic(self, outputs, out_shape, leaves, shapes, nums, args):
+        _scalar_shape(out_shape, "hessian")
+        n = _single(self.argnums, nums, "hessian")
+        grads = [_d(outputs[0], u) for u in leaves[n]]
+        if shapes[n] is None:
+            return _d(grads[0], leaves[n][0])
+        hess = np.empty((shapes[n], shapes[n]), dtype=object)
+        for i, g in enumerate(grads):
+            for j, u in enumerate(leaves[n]):
+                hess[i, j] = _d(g, u)
+        return hess
+
     def _gradient_graph(self, trace, n):
         """The terms of d f/d x_i (None where f does not depend on x_i), made once per trace."""
         grads = trace.extra.get(("grad", n))
@@ -211,9 +351,17 @@ class _Hessian(_Transform):
 
 
 class _Hvp(_Hessian):
+    name = "hvp"
+
     def __call__(self, *args):
         if len(args) < 2:
             raise TypeError("hvp(f)(*args, v) takes f's arguments followed by the vector v")
+        if _composing(args):
+            *args, v = args
+            hess = _Hessian(self.f, self.argnums)._composed(tuple(args))
+            if not isinstance(hess, np.ndarray):
+                return hess * v
+            return hess.dot(np.asarray(v, dtype=object))
         *args, v = args
         args = self._args(args)
         n = _single(self.argnums, self._argnums(len(args)), "hvp")
@@ -244,6 +392,11 @@ class _Hvp(_Hessian):
 
 def _in_shape(arg):
     return () if arg[1] is None else (arg[1],)
+
+
+def _scalar_shape(shape, name):
+    if shape != ():
+        raise ValueError(f"{name}() needs f to return a scalar; use jacobian() for vector outputs")
 
 
 def _scalar_output(trace, name):
