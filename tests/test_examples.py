@@ -27,6 +27,8 @@ WRITES = {
     "moons_mlp": (["moons_mlp.png"], []),
     "dask_fit": (["dask_fit.png"], []),
     "dask_many_fits": (["dask_many_fits.png"], []),
+    "peak_separation_lm": (["peak_separation_lm.png"], []),
+    "rosenbrock": (["rosenbrock.png"], []),
 }
 
 
@@ -158,3 +160,23 @@ def test_run_all_without_graphviz_and_root_says_how_to_install(monkeypatch, caps
     monkeypatch.setattr(run_all.subprocess, "run", lambda *a, **k: pytest.fail("must not run apt-get"))
     assert run_all.ensure_graphviz() is False
     assert "apt-get install graphviz" in capsys.readouterr().out
+
+
+def test_levenberg_marquardt_beats_500_epochs_of_descent_in_at_most_60_evaluations():
+    pytest.importorskip("scipy")
+    lm = load_example("peak_separation_lm")
+    result, res = lm.fit_lm()
+    _, curve = lm.fit_gd()
+    lm_ssq, gd_ssq = float(result.fun @ result.fun), curve[-1][1]
+    assert res.evaluations <= 60 and res.jacobians <= res.evaluations
+    assert lm_ssq < gd_ssq and gd_ssq > 1e-5 and lm_ssq < 1e-20
+    truth = (-0.3, 0.5 ** 0.5, 0.5, 0.8, 0.35 ** 0.5, 0.75)  # the two peaks the samples come from
+    assert max(abs(a - b) for a, b in zip(result.x, truth)) < 1e-9
+
+
+def test_rosenbrock_bfgs_with_value_and_grad_reaches_the_minimum(capsys):
+    pytest.importorskip("scipy")
+    rosenbrock = load_example("rosenbrock")
+    result, path = rosenbrock.bfgs([-1.2, 1.0])
+    assert result.success and abs(result.x - 1.0).max() < 1e-6 and result.nfev < 60
+    assert "jac=True" in capsys.readouterr().out
