@@ -51,11 +51,42 @@ def save_figure(fig, path):
 _warned = False
 
 
+def graph_shape(term):
+    """(depth, width) of term's graph: the nodes on its longest path, and the most nodes at one
+    distance from the leaves (what Graphviz lays out along and across its ranks)."""
+    level = {}
+    for key, _, _, _, operands, _, _ in term._graph():  # operands come first
+        level[key] = 1 + max((level[k] for k in operands), default=-1)
+    counts = {}
+    for depth in level.values():
+        counts[depth] = counts.get(depth, 0) + 1
+    return max(level.values()) + 1, max(counts.values())
+
+
+def vertical_layout(term, target=1.6):
+    """Whether term's graph reads better top to bottom: the direction whose picture has the aspect
+    (width / height) closer to `target`. A node's box is about 3 times wider than high, and ranks
+    are about as far apart as a box is wide (left to right) or high (top to bottom)."""
+    import math
+
+    depth, width = graph_shape(term)
+    across = math.log(3.0 * depth / width / target)  # left to right: ranks side by side
+    down = math.log(3.0 * width / (1.6 * depth) / target)  # top to bottom: ranks stacked
+    return abs(down) < abs(across)
+
+
 def save_graph(term, out, stem, formats=("svg", "png"), **dot_options):
-    """Write `term`'s graph as out/stem.dot, and rendered in `formats` when Graphviz is installed."""
+    """Write `term`'s graph as out/stem.dot, and rendered in `formats` when Graphviz is installed.
+    Unless `vertical=` is given, the direction is chosen by the graph's shape (vertical_layout), so
+    that a long chain is not drawn as a thin strip."""
+    dot_options.setdefault("vertical", vertical_layout(term))
+    save_dot_text(term.dot(**dot_options), out, stem, formats)
+
+
+def save_dot_text(text, out, stem, formats=("svg", "png")):
+    """Write DOT `text` as out/stem.dot, and rendered in `formats` when Graphviz is installed."""
     global _warned
     dot_path = out / f"{stem}.dot"
-    text = term.dot(**dot_options)
     dot_path.write_text(text, encoding="utf-8")
     wrote(dot_path)
     if rg.viz.dot_program() is None:

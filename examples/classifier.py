@@ -95,11 +95,19 @@ def main(argv=None):
     fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     contour = ax.contourf(xs, ys, grid, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.6)
     ax.contour(xs, ys, grid, levels=[0.5], colors="k", linewidths=1.5)
-    ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="RdBu_r", edgecolors="k", s=18)
+    labels_arr = np.asarray(labels)
+    for cls, marker, color in ((0, "o", "#08306b"), (1, "^", "#67000d")):
+        chosen = points[labels_arr == cls]
+        ax.scatter(chosen[:, 0], chosen[:, 1], marker=marker, c=color, edgecolors="white",
+                   linewidths=0.6, s=26, label=f"class {cls}")
+    ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
     fig.colorbar(contour, ax=ax, label="P(class 1)")
-    ax.set_title(f"decision boundary (accuracy {accuracy:.0%})")
+    ax.set_title(f"decision boundary, P(class 1) = 0.5 (training accuracy {accuracy:.0%})", fontsize=10)
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
     ax_loss.plot(range(1, epochs + 1), losses)
     ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
     ax_loss.set_title("mean cross-entropy")
     ax_loss.grid(alpha=0.3)
     fig.tight_layout()

@@ -41,19 +41,26 @@ def main(argv=None):
     for k, t in enumerate(gauss[:3]):
         print(f"  d^{k}/dx^{k} exp(-x^2/2) = {t.name}")
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for k, ys in enumerate(sample(sines, x, xs)):
-        ax1.plot(xs, ys, label=f"d^{k} sin/dx^{k}" if k else "sin(x)", lw=2.5 - 0.4 * k)
-    ax1.set_title("sin(x) and its first four derivatives")
-    ax1.legend(fontsize=8, loc="upper right")
-    for k, ys in enumerate(sample(gauss, x, gs)):
-        ax2.plot(gs, ys, label=f"order {k}")
-    ax2.set_title("exp(-x²/2) and its first four derivatives")
-    ax2.legend(fontsize=8, loc="upper right")
-    for ax in (ax1, ax2):
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
+    names = ["f", "f'", "f''", "f'''", "f''''"]
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for ax, terms, points in ((ax1, sines, xs), (ax2, gauss, gs)):
+        for k, ys in enumerate(sample(terms, x, points)):
+            # the 4th derivative of sin is sin: drawn dashed on top, so that both stay visible
+            style = dict(dashes=(2, 2), lw=2.2, zorder=3) if k == 4 else dict(lw=3.4 - 0.5 * k)
+            ax.plot(points, ys, color=colors[k], label=names[k], **style)
         ax.axhline(0, color="gray", lw=0.5)
         ax.set_xlabel("x")
-    fig.tight_layout()
+        ax.set_ylabel("value")
+        ax.grid(alpha=0.3)
+    ax1.set_title("f(x) = sin(x)  (f'''' = f: dashed, on top of f)", fontsize=10)
+    ax2.set_title("f(x) = exp(-x²/2)", fontsize=10)
+    ax1.set_xlim(xs[0], xs[-1])
+    ax2.set_xlim(gs[0], gs[-1])
+    handles, labels = ax1.get_legend_handles_labels()
+    fig.suptitle("A function and its first four derivatives, each built with gen_graph()")
+    fig.legend(handles, labels, loc="lower center", ncol=5, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     path = args.out / "higher_order.png"
     _common.save_figure(fig, path)
     return [path]

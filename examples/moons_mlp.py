@@ -85,9 +85,11 @@ def plot(model, points, labels, path, resolution):
     ax.contour(gx, gy, scores, levels=[0.0], colors="k", linewidths=1)
     ax.scatter(*points[labels < 0].T, c="#d62728", s=18, label="moon A (-1)")
     ax.scatter(*points[labels > 0].T, c="#1f77b4", s=18, label="moon B (+1)")
-    ax.set_title(f"2-16-16-1 tanh MLP, {STEPS} SGD steps: accuracy "
-                 f"{accuracy(model, points, labels):.0%}")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(f"2-16-16-1 tanh MLP, {STEPS} full-batch SGD steps: training accuracy "
+                 f"{accuracy(model, points, labels):.0%}", fontsize=10)
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.legend(loc="lower left", fontsize=9, framealpha=0.9)
     fig.tight_layout()
     _common.save_figure(fig, path)
 

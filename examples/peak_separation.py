@@ -31,14 +31,17 @@ class Model:
     def __init__(self):
         tape = rg.Tape()
         self.x = tape.term("x", 0.0)
+        self.squares = []  # (x - mu_k) * (x - mu_k), drawn on their own as the zoomed graph
 
         def gaussian(i):
             mu = tape.term(f"mu{i}", 0.0)
             sigma = tape.term(f"sigma{i}", 1.0)
             scale = tape.term(f"scale{i}", 1.0)
             x_mu = self.x - mu
+            square = x_mu * x_mu
+            self.squares.append(square)
             # np.exp takes a number (one sample) as well as an array (a batch of samples).
-            g = scale * (-(x_mu * x_mu) / sigma / sigma).apply("exp", np.exp, np.exp)
+            g = scale * (-square / sigma / sigma).apply("exp", np.exp, np.exp)
             return (mu, sigma, scale), g
 
         params0, self.g0 = gaussian(0)
@@ -110,9 +113,12 @@ def main(argv=None):
         ax.plot(xs, g1, "--", color="tab:green", label="g1")
         ax.plot(xs, y, color="tab:red", label="g0 + g1")
         ax.set_ylim(-0.05, 1.6)
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
         ax.set_title(f"epoch {t}: mu0={vals[0]:.2f} sigma0={vals[1]:.2f} "
                      f"mu1={vals[3]:.2f} sigma1={vals[4]:.2f}", fontsize=10)
-        ax.legend(loc="upper left")
+        ax.legend(loc="upper left", fontsize=9, frameon=False)
+        fig.tight_layout()
         images.append(_common.figure_image(fig))
     plt.close(fig)
     _common.frames_to_gif(images, args.out / "peak_separation.gif")
@@ -124,15 +130,12 @@ def main(argv=None):
     model.y.eval()
     model.y.backprop()
     _common.save_graph(model.y, args.out, "peak_separation_graph", show_values=False)
-    png = args.out / "peak_separation_graph.png"
-    if png.exists():  # the first three columns: x feeding both Gaussians, two edges into each square
-        from PIL import Image
-
-        with Image.open(png) as image:
-            zoomed = image.crop((0, 0, round(image.width * 0.29), image.height))
-        zoomed.save(args.out / "peak_separation_graph_zoomed.png")
-        _common.wrote(args.out / "peak_separation_graph_zoomed.png")
-
+    # The zoomed graph: only the nodes up to the two squares (x feeding both Gaussians, two edges
+    # into each square), drawn as a graph of its own rather than cut out of the big picture.
+    records = {rec[0]: rec for square in model.squares for rec in square._graph()}
+    text = rg.dot.write_records([records[k] for k in sorted(records)], show_values=False,
+                                vertical=False)
+    _common.save_dot_text(text, args.out, "peak_separation_graph_zoomed", formats=("png",))
 
 if __name__ == "__main__":
     main()
