@@ -287,7 +287,7 @@ def corrupt(state, change):
         names = state["names"]
         key = b % max(n, 1)
         if a == "drop":
-            names.pop(sorted(names)[b % len(names)], None) if names else None
+            names.pop(sorted(names, key=repr)[b % len(names)], None) if names else None
         elif a == "add":
             names[key] = "added"
         elif a == "int":
