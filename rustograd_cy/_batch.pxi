@@ -567,7 +567,7 @@ cdef object _jacobian_batch(Tape tape, rg_index output, list indices):
     view.varying = every
     out = np.zeros((count, size))
     cols = out
-    tape._busy = True
+    tape._take()
     try:
         s0 = 0
         while s0 < size:

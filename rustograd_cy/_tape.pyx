@@ -595,7 +595,7 @@ cdef class Tape:
             raise MemoryError("no memory for jacobian()'s reverse sweep")
         view = self.c
         view.grad = grads
-        self._busy = True
+        self._take()
         try:
             rg_reverse_begin(&view, cone.idx, cone.n)
             pos = cone.n - 1

@@ -178,6 +178,24 @@ def test_a_callback_reads_its_own_sweep_but_not_a_node_without_a_row():
     assert later.data is None
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_jacobian_holds_the_tape_for_its_own_thread(batched):
+    # jacobian()'s sweep takes the tape like every sweep: for the thread that calls it, so its df
+    # may read the tape even when another thread held the tape last.
+    tape = rg.Tape()
+    x = tape.term("x", 1.0)
+    if batched:
+        x.set(np.array([1.0, 2.0]))
+    w = tape.term("w", 3.0)
+    y = (w * x).apply("sq", lambda v: v * v, lambda v: 2 * v + 0 * np.sum(w.data))
+    t, box = in_thread(lambda: y.eval())  # the last holder is that thread
+    t.join()
+    assert "error" not in box
+    jac = y.jacobian([w])
+    want = 2 * 3.0 * np.array([1.0, 2.0]) ** 2 if batched else [2 * 3.0]
+    np.testing.assert_allclose(jac.ravel(), want)
+
+
 # -- the hammer tests --------------------------------------------------------------------------------
 
 def hammer(sweep, readers, min_sweeps, min_busy, seconds=30.0):
