@@ -3,7 +3,7 @@
 The workload of issue 6 (micrograd's demo): 100 points from numpy.random.default_rng(0), hinge loss
 mean + 1e-4 * sum of squared parameters, full-batch SGD with lr = 1.0 - 0.9 * k / 100, 100 steps.
 The graph is one sample's; the tape replays it over all 100 at once (the data leaves hold arrays),
-and backprop() differentiates the sum over the batch, so each sample's loss carries 1/100 of it.
+and rg.mean reduces the per-sample hinge losses over the batch, so the loss is one number.
 
 Writes out/moons_mlp.png (or --out DIR). --quick (or RUSTOGRAD_QUICK=1) draws a coarser boundary.
 """
@@ -29,7 +29,7 @@ def make_moons(n=N, seed=0):
 class Model:
     """The MLP with its score and per-sample loss, on one tape."""
 
-    def __init__(self, n=N, seed=1):
+    def __init__(self, seed=1):
         self.tape = rg.Tape()
         self.net = rg.nn.MLP(self.tape, [2, 16, 16, 1], activation="tanh", seed=seed)
         self.score = self.net.outputs[0]
@@ -38,8 +38,7 @@ class Model:
         reg = params[0] * params[0]
         for p in params[1:]:
             reg = reg + p * p
-        # Summed over the n samples: mean hinge loss + 1e-4 * sum of squares.
-        self.loss = (1.0 - self.label * self.score).relu() / n + reg * (1e-4 / n)
+        self.loss = rg.mean((1.0 - self.label * self.score).relu()) + 1e-4 * reg
         self.params = params
 
     def set_data(self, points, labels=0.0):
@@ -56,13 +55,13 @@ class Model:
 
 
 def train(model, points, labels, steps=STEPS, progress=None):
-    """Full-batch SGD; returns the loss (summed over the batch) before each step."""
+    """Full-batch SGD; returns the loss before each step."""
     model.set_data(points, labels)
     opt = rg.optim.SGD(model.params, lr=1.0)
     losses = []
     for k in range(steps):
         opt.lr = 1.0 - 0.9 * k / steps
-        losses.append(float(model.loss.eval().sum()))
+        losses.append(model.loss.eval())
         model.loss.backprop()
         opt.step()
         if progress is not None:

@@ -12,6 +12,7 @@ from rustograd_cy import dot, viz
 from rustograd_cy.anomaly import detect_anomaly, is_anomaly_enabled
 from rustograd_cy._tape import (Tape, TapeTerm, get_num_threads, get_vector_math, set_num_threads,
                                 set_vector_math)
+from rustograd_cy._tape import blas_info, get_blas, set_blas
 from rustograd_cy.builder import Terms, rustograd
 from rustograd_cy.errors import (
     BuilderError,
@@ -40,6 +41,7 @@ from rustograd_cy.functions import (
     tan,
     tanh,
 )
+from rustograd_cy.reductions import mean, sum  # noqa: A004  (rg.sum, like numpy.sum)
 from rustograd_cy import nn, optim  # noqa: E402  (after the names they use)
 
 __version__ = "0.1.0"
@@ -47,10 +49,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Tape", "TapeTerm", "RcTerm", "Term", "dot", "viz", "nn", "optim",
     "get_num_threads", "set_num_threads", "get_vector_math", "set_vector_math",
+    "set_blas", "get_blas", "blas_info",
     "rustograd", "Terms", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
     "detect_anomaly", "is_anomaly_enabled",
     "BuilderError", "GradGraphMissingError", "NonFiniteError", "RustogradError", "TapeMismatchError",
     "TermWasNotValueError", "ValueNotDefinedError",
     "abs", "atan2", "cos", "exp", "log", "maximum", "minimum", "pow", "relu", "sigmoid", "sin",
-    "sqrt", "square", "tan", "tanh",
+    "sqrt", "square", "tan", "tanh", "mean", "sum",
 ]

@@ -8,9 +8,123 @@
 # at least one leaf holds an array: setting the last one back to a number returns it to scalar mode
 # and frees the rows. Changing which leaves hold arrays (so also switching mode) or the batch size
 # drops gradients (`.grad` is None until the next backprop()).
+import os
+import warnings
+
 import numpy as np
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
 cdef int _num_threads = 1
+
+
+# -- the BLAS for dense layers (src/rg_plan.h's dense groups) --------------------------------------
+# scipy.linalg.cython_blas exports its BLAS's dgemm as a C function pointer (a capsule); the C sweeps
+# get that pointer, so they call the BLAS without Python. Loaded when this module is imported.
+
+cdef bint _blas_on = True  # set_blas(); lowering also needs the BLAS loaded
+_blas = {"library": None, "reason": None, "warned": False, "threads_fn": None}
+
+
+def _load_blas(module="scipy.linalg.cython_blas"):
+    """Loads dgemm from `module` (a Cython module exporting it, as scipy.linalg.cython_blas does)
+    into the C sweeps; True on success. On failure the sweeps use the loops and the reason is kept
+    for the warning (see _blas_warn)."""
+    import importlib
+    rg_set_dgemm(NULL)
+    _blas.update(library=None, reason=None, warned=False, threads_fn=None)
+    try:
+        capsule = importlib.import_module(module).__pyx_capi__["dgemm"]
+        ptr = PyCapsule_GetPointer(capsule, PyCapsule_GetName(capsule))
+    except Exception as exc:  # not installed, or broken: the loops still work
+        _blas["reason"] = f"{module}'s dgemm could not be loaded ({type(exc).__name__}: {exc})"
+        return False
+    rg_set_dgemm(<rg_dgemm_fn>ptr)
+    _blas["library"] = _blas_name(module)
+    _blas["threads_fn"] = _load_blas_threads(module)
+    return True
+
+
+def _load_blas_threads(module):
+    """Hands the C sweeps scipy's OpenBLAS openblas_set_num_threads_local (OpenBLAS >= 0.3.27), so
+    their products run on one BLAS thread in each sweep thread; the name found, or None (then the
+    BLAS runs as many threads as it is configured to)."""
+    import ctypes
+    import glob
+    rg_set_blas_threads_fn(NULL)
+    if module != "scipy.linalg.cython_blas":
+        return None
+    try:
+        import scipy
+        libs = glob.glob(os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)),
+                                      "scipy.libs", "libscipy_openblas*.so*"))
+        for path in libs:
+            lib = ctypes.CDLL(path)
+            fn = getattr(lib, "openblas_set_num_threads_local", None)
+            if fn is not None:
+                address = ctypes.cast(fn, ctypes.c_void_p).value
+                rg_set_blas_threads_fn(<rg_blas_threads_fn><size_t>address)
+                return "openblas_set_num_threads_local"
+    except Exception:
+        pass
+    return None
+
+
+def _blas_name(module):
+    if module != "scipy.linalg.cython_blas":
+        return module
+    try:
+        import scipy
+        blas = scipy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas['name']} {blas.get('version', '')} (through scipy {scipy.__version__})".strip()
+    except Exception:
+        return "scipy's BLAS"
+
+
+cdef int _blas_warn() except -1:
+    """Once per loading: a sweep that would use matrix products runs the loops instead."""
+    if _blas_on and not rg_have_dgemm() and not _blas["warned"]:
+        _blas["warned"] = True
+        warnings.warn(
+            f"rustograd_cy: no BLAS for dense layers: {_blas['reason']}; batched sweeps run them "
+            f"as loops (correct, slower). Install scipy (pip install scipy) for matrix products, "
+            f"or call rg.set_blas(False) to choose the loops and silence this.",
+            RuntimeWarning, stacklevel=3)
+    return 0
+
+
+def set_blas(bint on):
+    """Run dense layers (groups of chains b + w1*x1 + ... that read the same rows, as rg.nn.Linear
+    makes) as BLAS matrix products in batched sweeps (on by default), or off: the exact path, each
+    chain summed in a per-sample loop's order. Returns whether products are now used (False when
+    no BLAS could be loaded: see blas_info()).
+
+    Matrix products sum in another order, so with them values and gradients agree with the exact
+    path to rounding (docs/batch.md says how closely), not bit for bit.
+    """
+    global _blas_on
+    _blas_on = on
+    return bool(on and rg_have_dgemm())
+
+
+def get_blas():
+    """Whether batched sweeps run dense layers as BLAS matrix products (see set_blas())."""
+    return bool(_blas_on and rg_have_dgemm())
+
+
+def blas_info():
+    """{"library", "threads", "on", "reason"}: the BLAS the batched sweeps call for dense layers
+    (None if none loaded, with the reason), its thread count where it can be read, and set_blas()."""
+    threads = None
+    if _blas["threads_fn"] is not None:
+        threads = "1 per sweep thread (rg.set_num_threads splits the samples)"
+    elif _blas["library"] is not None:
+        env = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+        threads = int(env) if env and env.isdigit() else f"the BLAS's default (often one per core: {os.cpu_count()})"
+    return {"library": _blas["library"], "threads": threads, "on": get_blas(),
+            "reason": _blas["reason"]}
+
+
+_load_blas()
 
 
 def set_num_threads(int n):
@@ -56,7 +170,8 @@ def _test_plan(TapeTerm term):
     _prepare(tape, term.index)
     cdef const rg_plan *plan = _plan(tape, tape._cone(term.index))
     return {"chains": plan.n_chains, "links": plan.n_links, "steps": plan.n_steps,
-            "uniform": plan.n_uniform}
+            "uniform": plan.n_uniform, "groups": plan.n_groups, "grouped": plan.n_group_chains,
+            "reductions": plan.n_reductions, "staged": bool(plan.staged)}
 
 
 def _test_force_vector_level(int level):
@@ -140,6 +255,22 @@ cdef object _batch_values(Tape tape, rg_index i):
     if _varies(tape, i):
         return _row(tape.b.value, tape.b.size, i)
     return np.full(tape.b.size, tape.c.value[i])
+
+
+cdef bint _reduced(Tape tape, rg_index i) except -1:
+    """Whether node i is one number for the batch because it reduces over it (rg.mean, rg.sum): a
+    uniform node with a reduction in its cone (call _prepare(tape, i) first)."""
+    if _varies(tape, i):
+        return False
+    return _plan(tape, tape._cone(i)).n_reductions > 0
+
+
+cdef object _eval_result(Tape tape, rg_index i):
+    """eval()'s result in batch mode: a float for a reduced node, else the node's B values."""
+    _prepare(tape, i)
+    if _reduced(tape, i):
+        return tape.c.value[i]
+    return _batch_values(tape, i)
 
 
 cdef int _ndim(object value):
@@ -244,7 +375,8 @@ cdef const rg_plan *_plan(Tape tape, _Cone cone) except NULL:
     """The cone's plan (src/rg_plan.h): the steps the C sweeps run, and the list of its uniform
     nodes, which every reverse sweep zeroes. Made once per split of the nodes into varying and
     uniform ones. Call _prepare() first."""
-    cdef uint64_t key = tape._split * 2 + tape._fuse_sums
+    cdef bint gemm = tape._fuse_sums and _blas_on and rg_have_dgemm()
+    cdef uint64_t key = tape._split * 4 + tape._fuse_sums * 2 + gemm
     if cone.plan_key != key:
         if tape._hollow_values is cone:  # rows the old plan left unwritten
             _fill_values(tape)
@@ -253,9 +385,11 @@ cdef const rg_plan *_plan(Tape tape, _Cone cone) except NULL:
         rg_plan_free(&cone.plan)
         cone.plan_key = 0
         if rg_plan_build(&cone.plan, &tape.c, tape.b.varying, cone.idx, cone.n,
-                         tape._fuse_sums):
+                         (RG_PLAN_FUSE if tape._fuse_sums else 0) | (RG_PLAN_GEMM if gemm else 0)):
             raise MemoryError("no memory to plan the batched sweeps")
         cone.plan_key = key
+        if tape._fuse_sums and not gemm:
+            _blas_warn()
     return &cone.plan
 
 
@@ -455,6 +589,11 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
     tape._require_values(cone, "derive()")
     tape._check_idle()
     _prepare(tape, output)
+    if _plan(tape, cone).n_reductions > 0:
+        raise NotImplementedError(
+            f"derive() of {tape._label(output)!r} goes through a reduction over the batch "
+            f"(rg.mean / rg.sum), which the batched tangent sweep does not follow; use backprop()"
+        )
     _fill_values(tape)
     rg_fill_uniform_rows(&tape.c, &tape.b, cone.idx, cone.n)  # the tangent sweep reads every row
     cdef double *tangent = <double *>PyMem_Malloc((<size_t>output + 1) * <size_t>size * sizeof(double))

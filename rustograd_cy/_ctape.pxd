@@ -6,7 +6,7 @@ cdef extern from "rg_ops.h" nogil:
     cdef enum rg_op:
         RG_LEAF, RG_CONST, RG_APPLY, RG_NEG, RG_SIN, RG_COS, RG_TAN, RG_EXP, RG_LOG, RG_SQRT,
         RG_TANH, RG_SIGMOID, RG_RELU, RG_ABS, RG_SQUARE, RG_POWC, RG_ADD, RG_SUB, RG_MUL, RG_DIV,
-        RG_POW, RG_ATAN2, RG_MAXIMUM, RG_MINIMUM, RG_NUM_OPS
+        RG_POW, RG_ATAN2, RG_MAXIMUM, RG_MINIMUM, RG_BATCH_SUM, RG_BATCH_MEAN, RG_NUM_OPS
 
     ctypedef struct rg_op_info:
         const char *name
@@ -15,6 +15,7 @@ cdef extern from "rg_ops.h" nogil:
 
     const rg_op_info RG_OP_INFO[]
     bint rg_is_leaf(int op)
+    bint rg_is_reduction(int op)
     double rg_value(int op, double a, double b)
     void rg_partials(int op, double a, double b, double v, double *da, double *db)
 
@@ -57,10 +58,13 @@ cdef extern from "rg_tape.h" nogil:
 
 cdef extern from "rg_plan.h" nogil:
     ctypedef struct rg_plan:
-        int32_t n_steps, n_uniform, n_chains, n_links
+        int32_t n_steps, n_uniform, n_chains, n_links, n_reductions, n_groups, n_group_chains
+        uint8_t staged
+
+    enum: RG_PLAN_FUSE, RG_PLAN_GEMM
 
     int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg_index *cone,
-                      rg_index n, int fuse)
+                      rg_index n, int flags)
     void rg_plan_free(rg_plan *p)
     size_t rg_plan_bytes(const rg_plan *p, rg_index n)
 
@@ -100,6 +104,13 @@ cdef extern from "rg_batch.h" nogil:
     int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
                              const uint8_t *first, rg_index n, int threads)
     void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
+    ctypedef void (*rg_dgemm_fn)(const char *, const char *, const int *, const int *, const int *,
+                                 const double *, const double *, const int *, const double *,
+                                 const int *, const double *, double *, const int *)
+    void rg_set_dgemm(rg_dgemm_fn f)
+    ctypedef int (*rg_blas_threads_fn)(int)
+    void rg_set_blas_threads_fn(rg_blas_threads_fn f)
+    int rg_have_dgemm()
     rg_index rg_first_nonfinite_batch(const rg_batch *b, const double *rows, const double *scalars,
                                       const rg_index *cone, rg_index n, int descending)
 

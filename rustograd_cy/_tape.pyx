@@ -914,7 +914,8 @@ cdef class TapeTerm:
         """Compute the value of this term (and of every node it depends on) and return it.
 
         `callback(term)`, if given, is called after each node of the sweep, in order (slower).
-        On a batched tape (see `set()`) the result is an ndarray of one value per sample.
+        On a batched tape (see `set()`) the result is an ndarray of one value per sample, or a float
+        for a term reduced over the batch (rg.mean, rg.sum).
         """
         cdef Tape tape = self.tape
         tape._forward(self.index, callback)
@@ -923,7 +924,7 @@ cdef class TapeTerm:
         cdef int took = tape._begin_read()
         try:
             if tape.b.size:
-                return _batch_values(tape, self.index)
+                return _eval_result(tape, self.index)
             return tape.c.value[self.index]
         finally:
             tape._end_read(took)

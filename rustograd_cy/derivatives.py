@@ -130,6 +130,10 @@ PARTIALS = {
     "atan2": _atan2,
     "maximum": _maximum,
     "minimum": _minimum,
+    # Reductions over a batch: d sum(u) / d u[s] = 1, d mean(u) / d u[s] = 1 / B, with B = sum(1)
+    # (1 in scalar mode), never folded (_fold).
+    "batch_sum": lambda g, a, b, v: (1.0, None),
+    "batch_mean": lambda g, a, b, v: (g.op("div", g.const(1.0), g.op("batch_sum", g.const(1.0))), None),
 }
 
 
@@ -239,6 +243,8 @@ class _Graph:
 
     def _fold(self, name, a, b):
         """A node equal to a op b (bit for bit, whatever the leaves' values), or None."""
+        if name.startswith("batch_"):  # a reduction's value depends on the batch size
+            return None
         if self.is_const(a) and self.is_const(b):  # unary ops have b == a
             from rustograd_cy._tape import op_value
             return self.const(op_value(name, self.value(a), self.value(b)))

@@ -77,6 +77,7 @@ void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto) {
     for (rg_index i = b->classified; i < upto; i++) {
         int o = t->op[i];
         if (rg_is_leaf(o)) varying[i] = b->fixed[i];
+        else if (rg_is_reduction(o)) varying[i] = 0; /* one number for the batch */
         else varying[i] = o == RG_APPLY || varying[t->lhs[i]] || varying[t->rhs[i]];
     }
     if (upto > b->classified) b->classified = upto;
@@ -117,7 +118,7 @@ static inline __attribute__((always_inline)) void forward_loop(int op, double *r
     case RG_##code:                                                                                \
         for (int64_t s = s0; s < s1; s++) v[s] = rg_value(RG_##code, a[s * ia], c[s * ic]);        \
         break;
-        RG_OP_LIST(RG_FORWARD_CASE)
+        RG_ELEMENT_OPS(RG_FORWARD_CASE)
 #undef RG_FORWARD_CASE
         default: break;
     }
@@ -156,7 +157,7 @@ static inline __attribute__((always_inline)) void reverse_loop(
             }                                                                                      \
         }                                                                                          \
         break;
-        RG_OP_LIST(RG_REVERSE_CASE)
+        RG_ELEMENT_OPS(RG_REVERSE_CASE)
 #undef RG_REVERSE_CASE
         default: break;
     }
@@ -180,7 +181,7 @@ static inline __attribute__((always_inline)) void same_row_loop(
             ga[s] = acc;                                                                           \
         }                                                                                          \
         break;
-        RG_OP_LIST(RG_REVERSE_SAME_ROW_CASE)
+        RG_ELEMENT_OPS(RG_REVERSE_SAME_ROW_CASE)
 #undef RG_REVERSE_SAME_ROW_CASE
         default: break;
     }
@@ -211,6 +212,48 @@ static inline double lane_sum(const double *x, int64_t s0, int64_t s1) {
     for (; s < s1; s++) tail += x[s];
     rg_lanes acc = even + odd;
     return (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) + tail;
+}
+
+/* Reductions over the batch (rg.sum, rg.mean): a reduction's value from its operand's uniform value
+ * or from the sum of its operand's row, and the adjoint each sample of a row gets from its own. */
+static inline double reduce_uniform(int o, double v, int64_t B) {
+    return o == RG_BATCH_SUM ? v * (double)B : v;
+}
+static inline double reduce_total(int o, double total, int64_t B) {
+    return o == RG_BATCH_SUM ? total : total / (double)B;
+}
+static inline double reduce_adjoint(int o, double g, int64_t B) {
+    return o == RG_BATCH_SUM ? g : g / (double)B;
+}
+
+/* Reduction i's value, from its operand's row on [s0, s1) (all samples) or its uniform value. */
+__attribute__((noinline)) static void reduce_forward(rg_tape *t, const rg_batch *b, rg_index i,
+                                                     int o, int64_t s0, int64_t s1) {
+    rg_index l = t->lhs[i];
+    t->value[i] = b->varying[l] ? reduce_total(o, lane_sum(b->value + (int64_t)l * b->size, s0, s1),
+                                               b->size)
+                                : reduce_uniform(o, t->value[l], b->size);
+}
+
+/* Reduction i's reverse step: with RG_SWEEP_VARYING, a varying operand's row on [s0, s1) gains the
+ * per-sample adjoint (stored with `store`; a zero adds +0, as a sum's pass_loop); with
+ * RG_SWEEP_UNIFORM, a uniform operand gains the adjoint's sum over the batch. */
+__attribute__((noinline)) static void reduce_reverse(rg_tape *t, rg_batch *b, rg_index i, int o,
+                                                     int store, int64_t s0, int64_t s1, int mode) {
+    const int64_t B = b->size;
+    rg_index l = t->lhs[i];
+    double g = t->grad[i];
+    if (b->varying[l]) {
+        if (!(mode & RG_SWEEP_VARYING)) return;
+        double d = reduce_adjoint(o, g, B), *gl = b->grad + (int64_t)l * B;
+        d = d != 0.0 ? d : 0.0;
+        if (store)
+            for (int64_t s = s0; s < s1; s++) gl[s] = 0.0 + d;
+        else
+            for (int64_t s = s0; s < s1; s++) gl[s] += d;
+    } else if ((mode & RG_SWEEP_UNIFORM) && g != 0.0) {
+        t->grad[l] += o == RG_BATCH_SUM ? g * (double)B : g;
+    }
 }
 
 /* Varying node i's reverse step on [s0, s1), given its adjoint row g; a uniform operand's share goes
@@ -312,9 +355,10 @@ void rg_fill_inner_values(const rg_tape *t, const rg_plan *p, rg_batch *b) {
                 double *q = b->value + (int64_t)L[k].product * B, w = t->value[L[k].scale];
                 const double *x = b->value + (int64_t)L[k].term * B;
                 for (int64_t s = 0; s < B; s++) q[s] = term_value(x, 1, w, 1, L[k].scale_first, s);
-                forward_op(RG_ADD, operand_kind(b, prev, L[k].product),
-                           b->value + (int64_t)L[k].add * B, operand(t, b, prev), q, 0, B);
-            } else {
+                if (k < p->chains[c].count - 1) /* (the top's row is the sweep's) */
+                    forward_op(RG_ADD, operand_kind(b, prev, L[k].product),
+                               b->value + (int64_t)L[k].add * B, operand(t, b, prev), q, 0, B);
+            } else if (k < p->chains[c].count - 1) {
                 forward_op(RG_ADD, operand_kind(b, prev, L[k].term),
                            b->value + (int64_t)L[k].add * B, operand(t, b, prev),
                            operand(t, b, L[k].term), 0, B);
@@ -404,7 +448,7 @@ static void tangent_op(int op, double *restrict dt, const double *restrict v,
             dt[s] = dot;                                                                           \
         }                                                                                          \
         break;
-        RG_OP_LIST(RG_TANGENT_CASE)
+        RG_ELEMENT_OPS(RG_TANGENT_CASE)
 #undef RG_TANGENT_CASE
         default: break;
     }
@@ -447,6 +491,10 @@ RG_KERNEL rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *con
         int o = t->op[i];
         if (rg_is_leaf(o)) continue; /* a uniform leaf's value is value[i]; a fixed one has its row */
         rg_index l = t->lhs[i], r = t->rhs[i];
+        if (rg_is_reduction(o)) { /* of a row: summed over [s0, s1), which must be all samples */
+            if (mode & RG_SWEEP_UNIFORM) reduce_forward(t, b, i, o, s0, s1);
+            continue;
+        }
         if (!b->varying[i]) {
             if (mode & RG_SWEEP_UNIFORM) t->value[i] = rg_value(o, t->value[l], t->value[r]);
             continue;
@@ -459,20 +507,140 @@ RG_KERNEL rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *con
     return n;
 }
 
+/* -- dense groups as matrix products (rg_plan.h) -------------------------------------------------- */
+
+static rg_dgemm_fn gemm_fn; /* the BLAS dgemm, or NULL */
+
+static rg_blas_threads_fn blas_threads_fn; /* the BLAS's per-thread thread count, or NULL */
+
+void rg_set_dgemm(rg_dgemm_fn f) { gemm_fn = f; }
+
+void rg_set_blas_threads_fn(rg_blas_threads_fn f) { blas_threads_fn = f; }
+
+int rg_have_dgemm(void) { return gemm_fn != NULL; }
+
+/* A job's scratch space for its groups: W and dW (max m x max n), and a chunk's x rows and y rows
+ * (gathered or to be scattered, where the rows are not evenly spaced). */
+typedef struct {
+    double *w, *dw, *x, *y;
+    rg_index *xs, *tops; /* a group's x rows and top rows (max n, max m) */
+} rg_gemm_space;
+
+/* The leading dimension of rows r[0], r[0] + d, r[0] + 2d, ... of `size` doubles (d > 0) as one
+ * row-major matrix, d * size, or 0 if they are not so spaced (or that does not fit an int). */
+static int row_spacing(const rg_index *r, int32_t count, int64_t size) {
+    if (count < 2) return (int)(size <= INT32_MAX ? size : 0);
+    int64_t d = (int64_t)r[1] - r[0];
+    if (d <= 0 || d * size > INT32_MAX) return 0;
+    for (int32_t k = 2; k < count; k++)
+        if ((int64_t)r[k] - r[k - 1] != d) return 0;
+    return (int)(d * size);
+}
+
+/* A group's n x rows (the first chain's terms) on [s0, s1) as a matrix: in place, or gathered. */
+static const double *group_x(const rg_batch *b, const rg_index *xs, int32_t n, int64_t s0,
+                             int64_t nb, double *scratch, int *ld) {
+    *ld = row_spacing(xs, n, b->size);
+    if (*ld > 0) return b->value + (int64_t)xs[0] * b->size + s0;
+    for (int32_t k = 0; k < n; k++)
+        memcpy(scratch + k * nb, b->value + (int64_t)xs[k] * b->size + s0,
+               (size_t)nb * sizeof *scratch);
+    *ld = (int)nb;
+    return scratch;
+}
+
+/* A group's weights W (m x n, row-major), x rows and tops into the job's space. */
+static void group_operands(const rg_tape *t, const rg_plan *p, const rg_group *G,
+                           const rg_gemm_space *gs) {
+    for (int32_t o = 0; o < G->count; o++) {
+        const rg_chain *c = &p->chains[p->group_chains[G->first + o]];
+        const rg_link *L = p->links + c->first;
+        for (int32_t k = 0; k < G->n; k++) gs->w[o * G->n + k] = t->value[L[k].scale];
+        gs->tops[o] = L[c->count - 1].add;
+        if (o == 0)
+            for (int32_t k = 0; k < G->n; k++) gs->xs[k] = L[k].term;
+    }
+}
+
+/* Group g's forward step on [s0, s1): Y = W X into scratch, then each top's row = b + Y. */
+static void gemm_forward(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_t g, int64_t s0,
+                         int64_t s1, const rg_gemm_space *gs) {
+    const rg_group *G = &p->groups[g];
+    const int64_t B = b->size;
+    int m = G->count, n = G->n, nb = (int)(s1 - s0), ldx;
+    const double one = 1.0, zero = 0.0;
+    group_operands(t, p, G, gs);
+    const double *X = group_x(b, gs->xs, n, s0, nb, gs->x, &ldx);
+    gemm_fn("N", "N", &nb, &m, &n, &one, X, &ldx, gs->w, &n, &zero, gs->y, &nb);
+    for (int32_t o = 0; o < m; o++) {
+        const double bias = t->value[p->chains[p->group_chains[G->first + o]].base];
+        const double *y = gs->y + (int64_t)o * nb;
+        double *v = b->value + (int64_t)gs->tops[o] * B + s0;
+        for (int64_t s = 0; s < nb; s++) v[s] = bias + y[s];
+    }
+}
+
+/* Group g's reverse step on [s0, s1): db = sum(dY) and dW = dY X^T into uniform_grad, and
+ * dX = W^T dY stored into the x rows (no other node reads them). */
+static void gemm_reverse(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_t g, int64_t s0,
+                         int64_t s1, double *uniform_grad, const rg_gemm_space *gs) {
+    const rg_group *G = &p->groups[g];
+    const int64_t B = b->size;
+    int m = G->count, n = G->n, nb = (int)(s1 - s0), ldx, ldy, ldgx;
+    const double one = 1.0, zero = 0.0;
+    group_operands(t, p, G, gs);
+    const int32_t *cs = p->group_chains + G->first;
+    const double *dY; /* the tops' gradient rows */
+    ldy = row_spacing(gs->tops, m, B);
+    if (ldy > 0) {
+        dY = b->grad + (int64_t)gs->tops[0] * B + s0;
+    } else {
+        for (int32_t o = 0; o < m; o++)
+            memcpy(gs->y + (int64_t)o * nb, b->grad + (int64_t)gs->tops[o] * B + s0,
+                   (size_t)nb * sizeof *gs->y);
+        dY = gs->y;
+        ldy = nb;
+    }
+    for (int32_t o = 0; o < m; o++)
+        uniform_grad[p->chains[cs[o]].base] += lane_sum(dY + (int64_t)o * ldy, 0, nb);
+    const double *X = group_x(b, gs->xs, n, s0, nb, gs->x, &ldx);
+    gemm_fn("T", "N", &n, &m, &nb, &one, X, &ldx, dY, &ldy, &zero, gs->dw, &n);
+    for (int32_t o = 0; o < m; o++) {
+        const rg_link *L = p->links + p->chains[cs[o]].first;
+        for (int32_t k = 0; k < n; k++) uniform_grad[L[k].scale] += gs->dw[o * n + k];
+    }
+    ldgx = row_spacing(gs->xs, n, B);
+    double *dX = ldgx > 0 ? b->grad + (int64_t)gs->xs[0] * B + s0 : gs->x;
+    if (ldgx == 0) ldgx = nb;
+    gemm_fn("N", "T", &nb, &n, &m, &one, dY, &ldy, gs->w, &n, &zero, dX, &ldgx);
+    if (dX == gs->x)
+        for (int32_t k = 0; k < n; k++)
+            memcpy(b->grad + (int64_t)gs->xs[k] * B + s0, gs->x + (int64_t)k * nb,
+                   (size_t)nb * sizeof *gs->x);
+}
+
 /* The varying rows of an apply-free cone on [s0, s1), by the plan's steps (chains fused). A single
  * node is left to rg_forward_batch, so that its many loops are compiled once. */
 RG_KERNEL static void planned_forward(rg_tape *t, rg_batch *b, const rg_plan *p,
-                                      const rg_index *cone, int64_t s0, int64_t s1) {
+                                      const rg_index *cone, int64_t s0, int64_t s1,
+                                      double *totals, const rg_gemm_space *gs) {
     for (int32_t u = 0; u < p->n_steps; u++) {
         int32_t pos = p->steps[u], unit = p->unit[pos];
-        if (unit >= 0) chain_forward(t, b, p, &p->chains[unit], s0, s1);
+        if (unit >= 0 && p->chains[unit].group >= 0)
+            gemm_forward(t, b, p, p->chains[unit].group, s0, s1, gs);
+        else if (unit >= 0) chain_forward(t, b, p, &p->chains[unit], s0, s1);
+        else if (unit <= RG_UNIT_REDUCE) /* a reduction of a row: this chunk's share of its sum */
+            totals[RG_UNIT_REDUCE - unit] +=
+                lane_sum(b->value + (int64_t)t->lhs[cone[pos]] * b->size, s0, s1);
         else rg_forward_batch(t, b, cone, pos, pos + 1, s0, s1, RG_SWEEP_VARYING);
     }
 }
 
-/* The uniform nodes' values, once, by the plan's steps (a chain's sum kept in a register). */
-static void uniform_forward(rg_tape *t, const rg_plan *p, const rg_index *cone) {
-    for (int32_t u = 0; u < p->n_uniform_steps; u++) {
+/* The uniform nodes' values, once, by the plan's uniform steps [from, to) (a chain's sum kept in a
+ * register). */
+static void uniform_forward(rg_tape *t, const rg_batch *b, const rg_plan *p, const rg_index *cone,
+                            int32_t from, int32_t to) {
+    for (int32_t u = from; u < to; u++) {
         int32_t pos = p->uniform_steps[u], unit = p->unit[pos];
         if (unit >= 0) {
             const rg_chain *c = &p->chains[unit];
@@ -482,7 +650,8 @@ static void uniform_forward(rg_tape *t, const rg_plan *p, const rg_index *cone) 
         } else {
             rg_index i = cone[pos];
             int o = t->op[i];
-            t->value[i] = rg_value(o, t->value[t->lhs[i]], t->value[t->rhs[i]]);
+            t->value[i] = rg_is_reduction(o) ? reduce_uniform(o, t->value[t->lhs[i]], b->size)
+                                             : rg_value(o, t->value[t->lhs[i]], t->value[t->rhs[i]]);
         }
     }
 }
@@ -519,7 +688,7 @@ void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64
 void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_plan *p,
                               const rg_index *cone, rg_index n) {
     for (int32_t u = 0; u < p->n_uniform; u++) t->grad[cone[p->uniform[u]]] = 0.0;
-    if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = (double)b->size;
+    if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = p->n_reductions > 0 ? 1.0 : (double)b->size;
 }
 
 RG_KERNEL rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone,
@@ -529,6 +698,10 @@ RG_KERNEL rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *con
         rg_index i = cone[pos];
         int o = t->op[i];
         if (rg_is_leaf(o)) continue;
+        if (rg_is_reduction(o)) {
+            reduce_reverse(t, b, i, o, first != NULL && (first[pos] & 1), s0, s1, mode);
+            continue;
+        }
         if (!b->varying[i]) {
             /* Its varying consumers come later in the cone, so its gradient is complete here. */
             if (mode & RG_SWEEP_UNIFORM) rg_reverse_node(t, i, o);
@@ -545,11 +718,17 @@ RG_KERNEL rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *con
 /* The reverse of planned_forward, with rg_first_reach's flags. */
 RG_KERNEL static void planned_reverse(rg_tape *t, rg_batch *b, const rg_plan *p,
                                       const rg_index *cone, const uint8_t *first, int64_t s0,
-                                      int64_t s1, double *uniform_grad, double *scratch) {
+                                      int64_t s1, double *uniform_grad, double *scratch,
+                                      const rg_gemm_space *gs) {
     for (int32_t u = p->n_steps - 1; u >= 0; u--) {
         int32_t pos = p->steps[u], unit = p->unit[pos];
-        if (unit >= 0)
+        if (unit >= 0 && p->chains[unit].group >= 0)
+            gemm_reverse(t, b, p, p->chains[unit].group, s0, s1, uniform_grad, gs);
+        else if (unit >= 0)
             chain_reverse(t, b, p, &p->chains[unit], s0, s1, uniform_grad, scratch);
+        else if (unit <= RG_UNIT_REDUCE)
+            reduce_reverse(t, b, cone[pos], t->op[cone[pos]], first[pos] & 1, s0, s1,
+                           RG_SWEEP_VARYING);
         else
             rg_reverse_batch(t, b, cone, first, pos, pos, s0, s1, uniform_grad, scratch,
                              RG_SWEEP_VARYING);
@@ -570,13 +749,16 @@ static void uniform_chain_reverse(rg_tape *t, const rg_plan *p, const rg_chain *
     t->grad[L[0].term] += g;
 }
 
-/* The uniform nodes' gradients swept back (after the varying rows have added their sums), by the
- * plan's steps. */
-static void uniform_reverse(rg_tape *t, const rg_plan *p, const rg_index *cone) {
-    for (int32_t u = p->n_uniform_steps - 1; u >= 0; u--) {
+/* The uniform nodes' gradients swept back by the plan's uniform steps to, to - 1, ..., from (those
+ * depending on no reduction after the varying rows have added their sums). */
+static void uniform_reverse(rg_tape *t, rg_batch *b, const rg_plan *p, const rg_index *cone,
+                            int32_t from, int32_t to) {
+    for (int32_t u = to - 1; u >= from; u--) {
         int32_t pos = p->uniform_steps[u], unit = p->unit[pos];
+        int o = t->op[cone[pos]];
         if (unit >= 0) uniform_chain_reverse(t, p, &p->chains[unit]);
-        else rg_reverse_node(t, cone[pos], t->op[cone[pos]]);
+        else if (rg_is_reduction(o)) reduce_reverse(t, b, cone[pos], o, 0, 0, 0, RG_SWEEP_UNIFORM);
+        else rg_reverse_node(t, cone[pos], o);
     }
 }
 
@@ -591,22 +773,34 @@ typedef struct {
     int reverse;
     double *uniform_grad; /* this job's sums for uniform operands (indexed by node) */
     double *scratch;      /* b->size doubles */
+    double *totals;       /* forward: this job's sums of the rows reduced (plan->n_row_reductions) */
+    rg_gemm_space gemm;   /* its scratch space for dense groups */
+    int64_t chunk;        /* samples per chunk */
 } rg_batch_job;
+
+/* Samples per chunk of a sweep over a cone of n nodes. */
+static int64_t chunk_size(rg_index n) {
+    int64_t chunk = RG_BATCH_CACHE_BYTES / (2 * (int64_t)sizeof(double) * (int64_t)n);
+    return chunk < RG_BATCH_MIN_CHUNK ? RG_BATCH_MIN_CHUNK : chunk;
+}
 
 /* A job's samples, a cache-sized chunk at a time: the varying rows only. */
 static void run_job(const rg_batch_job *j) {
-    int64_t chunk = RG_BATCH_CACHE_BYTES / (2 * (int64_t)sizeof(double) * (int64_t)j->n);
-    if (chunk < RG_BATCH_MIN_CHUNK) chunk = RG_BATCH_MIN_CHUNK;
+    const int64_t chunk = j->chunk;
+    /* One BLAS thread per sweep thread: the products are chunk-sized, and the sweep's threads split
+     * the samples already (a BLAS pool on top made a shared 2-core machine 4x slower). */
+    int blas_before = j->plan->n_groups > 0 && blas_threads_fn != NULL ? blas_threads_fn(1) : 0;
     for (int64_t s = j->s0; s < j->s1; s += chunk) {
         int64_t e = j->s1 - s < chunk ? j->s1 : s + chunk;
         if (j->reverse) {
             rg_reverse_begin_batch(j->b, j->cone, j->n, s, e, 0);
             planned_reverse(j->t, j->b, j->plan, j->cone, j->first, s, e, j->uniform_grad,
-                            j->scratch);
+                            j->scratch, &j->gemm);
         } else {
-            planned_forward(j->t, j->b, j->plan, j->cone, s, e);
+            planned_forward(j->t, j->b, j->plan, j->cone, s, e, j->totals, &j->gemm);
         }
     }
+    if (j->plan->n_groups > 0 && blas_threads_fn != NULL) blas_threads_fn(blas_before);
 }
 
 static void *thread_main(void *arg) {
@@ -614,15 +808,36 @@ static void *thread_main(void *arg) {
     return NULL;
 }
 
+/* A staged cone (rg_plan.h): node by node over all samples at once, in the calling thread. */
+static int run_staged(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
+                      const uint8_t *first, rg_index n, int reverse) {
+    const int64_t B = b->size;
+    if (!reverse) {
+        rg_forward_batch(t, b, cone, 0, n, 0, B, RG_SWEEP_BOTH);
+        return RG_OK;
+    }
+    double *scratch = malloc((size_t)B * sizeof *scratch);
+    if (scratch == NULL) return RG_ENOMEM;
+    rg_reverse_begin_uniform(t, b, plan, cone, n);
+    rg_reverse_begin_batch(b, cone, n, 0, B, first == NULL);
+    rg_reverse_batch(t, b, cone, first, n - 1, 0, 0, B, t->grad, scratch, RG_SWEEP_BOTH);
+    free(scratch);
+    return RG_OK;
+}
+
 /* Uniform nodes first (forward) or last (reverse), once, in the calling thread; in between the
  * varying rows, with the samples split into contiguous ranges, one per thread (the calling thread
  * runs the first). Each thread writes only its own samples of each row, so the threads never share
  * a cache line's worth of work except at range edges (ranges start at multiples of 8 samples), and
- * its own sums for uniform operands, added up in thread order at the end. */
+ * its own sums for uniform operands, added up in thread order at the end. The uniform nodes that
+ * depend on a reduction of rows come after the rows (forward) or before them (reverse); each
+ * thread sums its share of a reduced row, and these are added up in thread order too. */
 static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
                    const uint8_t *first, rg_index n, int threads, int reverse) {
+    if (plan->staged) return run_staged(t, b, plan, cone, first, n, reverse);
     const int64_t B = b->size;
-    const int output_varies = b->varying[cone[n - 1]];
+    const int rows = b->varying[cone[n - 1]] || plan->n_row_reductions > 0;
+    const int64_t nr = plan->n_row_reductions;
     int64_t k = threads < 1 ? 1 : threads;
     int64_t by_work = B * (int64_t)(plan->n_steps + plan->n_links) / RG_BATCH_MIN_THREAD_WORK;
     if (k > by_work) k = by_work;
@@ -631,8 +846,8 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
     if (k < 1) k = 1;
     /* Scratch space first, so running out of memory leaves everything as it was. */
     const int64_t width = (int64_t)cone[n - 1] + 1; /* nodes a uniform sum may be indexed by */
-    double *scratch = NULL, *sums = NULL;
-    if (reverse && output_varies) {
+    double *scratch = NULL, *sums = NULL, *totals = NULL;
+    if (reverse && rows) {
         scratch = malloc((size_t)k * (size_t)B * sizeof *scratch);
         sums = k > 1 ? calloc((size_t)(k - 1) * (size_t)width, sizeof *sums) : NULL;
         if (scratch == NULL || (k > 1 && sums == NULL)) {
@@ -641,9 +856,34 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
             return RG_ENOMEM;
         }
     }
-    if (reverse) rg_reverse_begin_uniform(t, b, plan, cone, n);
-    else uniform_forward(t, plan, cone);
-    if (output_varies) {
+    if (!reverse && rows && nr > 0) {
+        totals = calloc((size_t)(k * nr), sizeof *totals);
+        if (totals == NULL) return RG_ENOMEM;
+    }
+    const int64_t chunk = chunk_size(n);
+    /* per job: W, dW, x and y rows of a chunk, and room for the x and top row indices */
+    const int64_t per_job = plan->n_groups > 0 ? 2 * (int64_t)plan->max_group_m * plan->max_group_n +
+                                                     (plan->max_group_m + plan->max_group_n) *
+                                                         (chunk + 1)
+                                               : 0;
+    double *gemm = NULL;
+    if (rows && per_job > 0) {
+        gemm = malloc((size_t)(k * per_job) * sizeof *gemm);
+        if (gemm == NULL) {
+            free(scratch);
+            free(sums);
+            free(totals);
+            return RG_ENOMEM;
+        }
+    }
+    const int32_t pre = plan->n_pre_uniform_steps, all = plan->n_uniform_steps;
+    if (reverse) {
+        rg_reverse_begin_uniform(t, b, plan, cone, n);
+        uniform_reverse(t, b, plan, cone, pre, all);
+    } else {
+        uniform_forward(t, b, plan, cone, 0, pre);
+    }
+    if (rows) {
         rg_batch_job jobs[RG_BATCH_MAX_THREADS];
         pthread_t tid[RG_BATCH_MAX_THREADS];
         int started[RG_BATCH_MAX_THREADS] = {0};
@@ -652,8 +892,17 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
             int64_t s0 = j * per < B ? j * per : B;
             int64_t s1 = j == k - 1 || (j + 1) * per > B ? B : (j + 1) * per;
             double *own = j == 0 ? t->grad : sums == NULL ? NULL : sums + (j - 1) * width;
+            rg_gemm_space gs = {NULL, NULL, NULL, NULL, NULL, NULL};
+            if (gemm != NULL) {
+                double *at = gemm + j * per_job;
+                int64_t mn = (int64_t)plan->max_group_m * plan->max_group_n;
+                int64_t gm = plan->max_group_m, gn = plan->max_group_n;
+                double *x = at + 2 * mn, *y = x + gn * chunk, *idx = y + gm * chunk;
+                gs = (rg_gemm_space){at, at + mn, x, y, (rg_index *)idx, (rg_index *)(idx + gn)};
+            }
             jobs[j] = (rg_batch_job){t, b, plan, cone, first, n, s0, s1, reverse, own,
-                                     scratch == NULL ? NULL : scratch + j * B};
+                                     scratch == NULL ? NULL : scratch + j * B,
+                                     totals == NULL ? NULL : totals + j * nr, gs, chunk};
         }
         for (int64_t j = 1; j < k; j++)
             started[j] = pthread_create(&tid[j], NULL, thread_main, &jobs[j]) == 0;
@@ -667,10 +916,22 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
                 rg_index i = cone[plan->uniform[u]];
                 t->grad[i] += sums[(j - 1) * width + i];
             }
+        for (int32_t u = 0; totals != NULL && u < plan->n_steps; u++) {
+            int32_t unit = plan->unit[plan->steps[u]];
+            if (unit > RG_UNIT_REDUCE) continue;
+            int64_t r = RG_UNIT_REDUCE - unit;
+            double total = 0.0;
+            for (int64_t j = 0; j < k; j++) total += totals[j * nr + r];
+            rg_index i = cone[plan->steps[u]];
+            t->value[i] = reduce_total(t->op[i], total, B);
+        }
     }
-    if (reverse) uniform_reverse(t, plan, cone);
+    if (reverse) uniform_reverse(t, b, plan, cone, 0, pre);
+    else uniform_forward(t, b, plan, cone, pre, all);
     free(scratch);
     free(sums);
+    free(totals);
+    free(gemm);
     return RG_OK;
 }
 

@@ -112,6 +112,23 @@ int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_
 int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
                          const uint8_t *first, rg_index n, int threads);
 
+/* A BLAS dgemm, Fortran interface (column-major; every argument by pointer), as
+ * scipy.linalg.cython_blas exports it. */
+typedef void (*rg_dgemm_fn)(const char *transa, const char *transb, const int *m, const int *n,
+                            const int *k, const double *alpha, const double *a, const int *lda,
+                            const double *b, const int *ldb, const double *beta, double *c,
+                            const int *ldc);
+
+/* The dgemm the sweeps call for a plan's dense groups (rg_plan.h), or NULL for none (plans must
+ * then be built without RG_PLAN_GEMM). Set it before any sweep that could use it, not during one. */
+void rg_set_dgemm(rg_dgemm_fn f);
+
+/* The BLAS's "set this thread's thread count, return the previous" (OpenBLAS's
+ * openblas_set_num_threads_local), or NULL: the sweeps run their products on one BLAS thread each. */
+typedef int (*rg_blas_threads_fn)(int threads);
+void rg_set_blas_threads_fn(rg_blas_threads_fn f);
+int rg_have_dgemm(void);
+
 /* Stamps the cone's computed nodes with `epoch` (a batch sweep stamps nothing itself). */
 void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch);
 

@@ -11,6 +11,10 @@
  *   maximum/minimum propagate NaN like numpy's; on a tie each operand gets half the gradient;
  *   x ** c:  d/dx = 0 when c == 0 (so 0 ** 0 has no NaN gradient);
  *   x ** y:  d/dy = 0 when the value is 0 (so 0 ** y is smooth in y for y > 0).
+ *
+ * BATCH_SUM and BATCH_MEAN reduce over the samples of a batch (rg.sum, rg.mean): the batched sweeps
+ * (rg_batch.c) give them one value for the whole batch. In a scalar sweep (one sample) both are the
+ * identity, which is what the table says.
  */
 #ifndef RG_OPS_H
 #define RG_OPS_H
@@ -18,9 +22,24 @@
 #include <math.h>
 #include <stdint.h>
 
+/* rg_value and rg_partials are inlined into every loop that calls them, with the op a constant, so
+ * their switch folds away; left to GCC's size estimate they were not, once the table grew. */
+#if defined(__GNUC__)
+#define RG_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define RG_ALWAYS_INLINE static inline
+#endif
+
 /* X(CODE, name, arity, infix): arity counts the differentiated operands (0 for leaves); infix is the
- * operator's symbol when the op is written between (or, for neg, before) its operands, else "". */
-#define RG_OP_LIST(X)                \
+ * operator's symbol when the op is written between (or, for neg, before) its operands, else "".
+ * RG_OP_LIST is every op; RG_ELEMENT_OPS those computed sample by sample, whose loops the batched
+ * sweeps generate (the reductions have their own code there, and generating their loops too made
+ * GCC stop inlining rg_partials into the others). */
+#define RG_OP_LIST(X) RG_ELEMENT_OPS(X) RG_REDUCTION_OPS(X)
+#define RG_REDUCTION_OPS(X)             \
+    X(BATCH_SUM, "batch_sum", 1, "")  \
+    X(BATCH_MEAN, "batch_mean", 1, "")
+#define RG_ELEMENT_OPS(X)            \
     X(LEAF, "leaf", 0, "")           \
     X(CONST, "const", 0, "")         \
     X(APPLY, "apply", 1, "")         \
@@ -63,6 +82,9 @@ static const rg_op_info RG_OP_INFO[RG_NUM_OPS] = {RG_OP_LIST(RG_INFO_ENTRY)};
 /* Leaves (variables and constants) hold their value; every other op computes it. */
 static inline int rg_is_leaf(int op) { return op <= RG_CONST; }
 
+/* The reductions over a batch's samples. */
+static inline int rg_is_reduction(int op) { return op == RG_BATCH_SUM || op == RG_BATCH_MEAN; }
+
 static inline double rg_sigmoid(double a) {
     /* The two branches never overflow exp(). */
     if (a >= 0) return 1.0 / (1.0 + exp(-a));
@@ -71,7 +93,7 @@ static inline double rg_sigmoid(double a) {
 }
 
 /* The value of a computing op from its operand values (b == a for unary ops). */
-static inline double rg_value(int op, double a, double b) {
+RG_ALWAYS_INLINE double rg_value(int op, double a, double b) {
     switch (op) {
         case RG_NEG: return -a;
         case RG_SIN: return sin(a);
@@ -94,13 +116,15 @@ static inline double rg_value(int op, double a, double b) {
         case RG_ATAN2: return atan2(a, b);
         case RG_MAXIMUM: return (a != a || b != b) ? a + b : (a > b ? a : b);
         case RG_MINIMUM: return (a != a || b != b) ? a + b : (a < b ? a : b);
+        case RG_BATCH_SUM:
+        case RG_BATCH_MEAN: return a;
         default: return NAN;
     }
 }
 
 /* Sets *da and *db to the partial derivatives of a computing op at operands a, b and value v.
  * For unary ops *db is 0 and must not be propagated (rhs aliases lhs or holds an exponent). */
-static inline void rg_partials(int op, double a, double b, double v, double *da, double *db) {
+RG_ALWAYS_INLINE void rg_partials(int op, double a, double b, double v, double *da, double *db) {
     double d = 0.0, e = 0.0;
     switch (op) {
         case RG_NEG: d = -1.0; break;
@@ -141,6 +165,8 @@ static inline void rg_partials(int op, double a, double b, double v, double *da,
             else e = 1.0;
             break;
         }
+        case RG_BATCH_SUM:
+        case RG_BATCH_MEAN: d = 1.0; break;
         default: d = e = NAN;
     }
     *da = d;

@@ -20,6 +20,7 @@ typedef struct {
     int32_t *last;       /* per node: position of the latest contribution to its row, or -1 */
     int32_t *last_chain; /* per node: the chain that made that contribution, or -1 */
     uint8_t *broken;     /* per candidate chain: not to be fused after all */
+    uint8_t *reduced;    /* per node: a reduction over the batch, or depending on one */
     rg_chain *chains;
     rg_link *links;
     int32_t n_chains, n_links;
@@ -60,7 +61,7 @@ static void add_chain(search *s, rg_index top) {
         s->links[first + count - 1 - k] = tmp;
     }
     int32_t c = s->n_chains++;
-    s->chains[c] = (rg_chain){t->lhs[s->links[first].add], 0, first, count};
+    s->chains[c] = (rg_chain){t->lhs[s->links[first].add], 0, first, count, -1};
     s->n_links += count;
     for (int32_t k = first; k < first + count; k++) {
         s->member[s->pos_of[s->links[k].add]] = c;
@@ -95,6 +96,10 @@ static int check_order(search *s) {
     for (rg_index pos = s->n - 1; pos >= 0; pos--) {
         rg_index m = s->cone[pos];
         int o = t->op[m];
+        if (rg_is_reduction(o) && s->varying[t->lhs[m]]) { /* passes its adjoint to its row */
+            changes += contribute(s, pos, t->lhs[m], -1, NULL);
+            continue;
+        }
         if (rg_is_leaf(o) || !s->varying[m]) continue;
         int32_t c = s->member[pos];
         if (c >= 0 && s->broken[c]) c = -1;
@@ -116,8 +121,94 @@ static int check_order(search *s) {
     return changes;
 }
 
+/* Whether chains a and b of the plan read the same terms in the same order. */
+static int same_terms(const rg_plan *p, int32_t a, int32_t b) {
+    const rg_chain *ca = &p->chains[a], *cb = &p->chains[b];
+    if (ca->count != cb->count) return 0;
+    for (int32_t k = 0; k < ca->count; k++)
+        if (p->links[ca->first + k].term != p->links[cb->first + k].term) return 0;
+    return 1;
+}
+
+/* Whether the plan's chain c may be in a dense group (rg_plan.h): varying, uniform base, every
+ * link scaled, its terms distinct (`seen`: per node scratch, stamped with c + 1). */
+static int groupable(const search *s, const rg_plan *p, int32_t c, int32_t *seen) {
+    const rg_chain *ch = &p->chains[c];
+    const rg_link *L = p->links + ch->first;
+    if (!s->varying[L[0].add] || s->varying[ch->base]) return 0;
+    for (int32_t k = 0; k < ch->count; k++) {
+        if (L[k].product < 0 || seen[L[k].term] == c + 1) return 0;
+        seen[L[k].term] = c + 1;
+    }
+    return 1;
+}
+
+/* Finds the dense groups among the plan's chains; the tops of all but a group's first chain become
+ * inner units. `uses` counts each node's uses in the cone (up to any number). */
+static int find_groups(const search *s, rg_plan *p) {
+    const rg_index width = s->cone[s->n - 1] + 1;
+    int32_t nc = p->n_chains;
+    int32_t *seen = calloc((size_t)width, sizeof *seen);
+    int32_t *uses = calloc((size_t)width, sizeof *uses);
+    int32_t *head = malloc((size_t)width * sizeof *head); /* per first term: a list of chains */
+    int32_t *next = malloc((size_t)(nc > 0 ? nc : 1) * sizeof *next);
+    int32_t *members = malloc((size_t)(nc > 0 ? nc : 1) * sizeof *members);
+    p->groups = malloc((size_t)(nc > 0 ? nc : 1) * sizeof *p->groups);
+    p->group_chains = malloc((size_t)(nc > 0 ? nc : 1) * sizeof *p->group_chains);
+    int err = RG_ENOMEM;
+    if (seen == NULL || uses == NULL || head == NULL || next == NULL || members == NULL ||
+        p->groups == NULL || p->group_chains == NULL)
+        goto done;
+    err = RG_OK;
+    for (rg_index pos = 0; pos < s->n; pos++) {
+        rg_index m = s->cone[pos];
+        int o = s->t->op[m];
+        if (rg_is_leaf(o)) continue;
+        uses[s->t->lhs[m]]++;
+        if (RG_OP_INFO[o].arity == 2) uses[s->t->rhs[m]]++;
+    }
+    for (rg_index i = 0; i < width; i++) head[i] = -1;
+    for (int32_t c = nc - 1; c >= 0; c--) { /* lists in ascending chain order (ascending tops) */
+        next[c] = -2; /* not in a list */
+        if (!groupable(s, p, c, seen)) continue;
+        rg_index x1 = p->links[p->chains[c].first].term;
+        next[c] = head[x1];
+        head[x1] = c;
+    }
+    for (int32_t c = 0; c < nc; c++) {
+        rg_index x1 = p->links[p->chains[c].first].term;
+        if (p->chains[c].group >= 0 || next[c] == -2) continue;
+        int32_t m = 0;
+        for (int32_t d = head[x1]; d >= 0; d = next[d])
+            if (p->chains[d].group < 0 && same_terms(p, c, d)) members[m++] = d;
+        if (m < 2) continue;
+        const rg_link *L = p->links + p->chains[c].first;
+        int ok = 1; /* no node but the group's products reads its rows */
+        for (int32_t k = 0; ok && k < p->chains[c].count; k++) ok = uses[L[k].term] == m;
+        if (!ok) continue;
+        int32_t g = p->n_groups++;
+        p->groups[g] = (rg_group){p->n_group_chains, m, p->chains[c].count};
+        for (int32_t j = 0; j < m; j++) {
+            int32_t d = members[j];
+            p->chains[d].group = g;
+            p->group_chains[p->n_group_chains++] = d;
+            if (j > 0) p->unit[s->pos_of[p->links[p->chains[d].first + p->chains[d].count - 1].add]] =
+                           RG_UNIT_INNER;
+        }
+        if (m > p->max_group_m) p->max_group_m = m;
+        if (p->chains[c].count > p->max_group_n) p->max_group_n = p->chains[c].count;
+    }
+done:
+    free(seen);
+    free(uses);
+    free(head);
+    free(next);
+    free(members);
+    return err;
+}
+
 /* The plan: the unbroken candidates, and the lists of steps. */
-static int make_plan(search *s, rg_plan *p) {
+static int make_plan(search *s, rg_plan *p, int gemm) {
     int32_t kept = 0, kept_links = 0;
     for (int32_t c = 0; c < s->n_chains; c++)
         if (!s->broken[c]) kept++, kept_links += s->chains[c].count;
@@ -145,18 +236,38 @@ static int make_plan(search *s, rg_plan *p) {
         p->unit[s->pos_of[links[ch.count - 1].add]] = p->n_chains;
         p->chains[p->n_chains++] = ch;
     }
+    if (gemm && find_groups(s, p) != RG_OK) return RG_ENOMEM;
     for (rg_index pos = 0; pos < s->n; pos++) {
         rg_index m = s->cone[pos];
+        int o = s->t->op[m];
         if (!s->varying[m]) p->uniform[p->n_uniform++] = pos;
-        if (rg_is_leaf(s->t->op[m]) || p->unit[pos] == RG_UNIT_INNER) continue;
-        if (s->varying[m]) p->steps[p->n_steps++] = pos;
-        else p->uniform_steps[p->n_uniform_steps++] = pos;
+        if (rg_is_reduction(o)) p->n_reductions++;
+        if (s->varying[m] && s->reduced[m]) p->staged = 1;
+        if (rg_is_leaf(o) || p->unit[pos] == RG_UNIT_INNER) continue;
+        if (rg_is_reduction(o) && s->varying[s->t->lhs[m]]) {
+            p->unit[pos] = RG_UNIT_REDUCE - p->n_row_reductions++;
+            p->steps[p->n_steps++] = pos;
+        } else if (s->varying[m]) {
+            p->steps[p->n_steps++] = pos;
+        } else if (!s->reduced[m]) {
+            p->uniform_steps[p->n_uniform_steps++] = pos;
+        }
+    }
+    p->n_pre_uniform_steps = p->n_uniform_steps;
+    for (rg_index pos = 0; pos < s->n; pos++) { /* then the uniform steps after a reduction */
+        rg_index m = s->cone[pos];
+        int o = s->t->op[m];
+        if (rg_is_leaf(o) || p->unit[pos] == RG_UNIT_INNER || s->varying[m] || !s->reduced[m])
+            continue;
+        if (rg_is_reduction(o) && s->varying[s->t->lhs[m]]) continue;
+        p->uniform_steps[p->n_uniform_steps++] = pos;
     }
     return RG_OK;
 }
 
 int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg_index *cone,
-                  rg_index n, int fuse) {
+                  rg_index n, int flags) {
+    int fuse = flags & RG_PLAN_FUSE;
     memset(p, 0, sizeof *p);
     size_t width = (size_t)cone[n - 1] + 1;
     search s = {t, varying, cone, n};
@@ -167,12 +278,13 @@ int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg
     s.last = malloc(width * sizeof *s.last);
     s.last_chain = malloc(width * sizeof *s.last_chain);
     s.broken = calloc((size_t)n, 1);
+    s.reduced = calloc(width, 1);
     s.chains = malloc((size_t)n * sizeof *s.chains);
     s.links = malloc((size_t)n * sizeof *s.links);
     int err = RG_ENOMEM;
     if (s.uses == NULL || s.inner_add == NULL || s.pos_of == NULL || s.member == NULL ||
         s.last == NULL || s.last_chain == NULL || s.broken == NULL || s.chains == NULL ||
-        s.links == NULL)
+        s.links == NULL || s.reduced == NULL)
         goto done;
     for (rg_index pos = 0; pos < n; pos++) {
         rg_index m = cone[pos];
@@ -183,6 +295,16 @@ int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg
         if (s.uses[t->lhs[m]] < 2) s.uses[t->lhs[m]]++;
         if (RG_OP_INFO[o].arity == 2 && s.uses[t->rhs[m]] < 2) s.uses[t->rhs[m]]++;
     }
+    int staged = 0;
+    for (rg_index pos = 0; pos < n; pos++) {
+        rg_index m = cone[pos];
+        int o = t->op[m];
+        if (rg_is_leaf(o)) continue;
+        s.reduced[m] = rg_is_reduction(o) || s.reduced[t->lhs[m]] ||
+                       (RG_OP_INFO[o].arity == 2 && s.reduced[t->rhs[m]]);
+        if (varying[m] && s.reduced[m]) staged = 1;
+    }
+    if (staged) fuse = 0; /* swept node by node (rg_plan.h) */
     for (rg_index pos = 0; pos < n; pos++) {
         rg_index m = cone[pos];
         rg_index l = t->lhs[m];
@@ -194,7 +316,7 @@ int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg
     int passes = 0;
     while (s.n_chains > 0 && check_order(&s) > 0)
         if (++passes == RG_PLAN_MAX_PASSES) memset(s.broken, 1, (size_t)s.n_chains);
-    err = make_plan(&s, p);
+    err = make_plan(&s, p, fuse && (flags & RG_PLAN_GEMM));
 done:
     free(s.uses);
     free(s.inner_add);
@@ -205,6 +327,7 @@ done:
     free(s.broken);
     free(s.chains);
     free(s.links);
+    free(s.reduced);
     if (err) rg_plan_free(p);
     return err;
 }
@@ -216,6 +339,8 @@ void rg_plan_free(rg_plan *p) {
     free(p->uniform_steps);
     free(p->chains);
     free(p->links);
+    free(p->groups);
+    free(p->group_chains);
     memset(p, 0, sizeof *p);
 }
 
@@ -223,5 +348,7 @@ size_t rg_plan_bytes(const rg_plan *p, rg_index n) {
     if (p->unit == NULL) return 0;
     return (size_t)n * sizeof *p->unit +
            (size_t)(p->n_steps + p->n_uniform + p->n_uniform_steps) * sizeof *p->steps +
-           (size_t)p->n_chains * sizeof *p->chains + (size_t)p->n_links * sizeof *p->links;
+           (size_t)p->n_chains * sizeof *p->chains + (size_t)p->n_links * sizeof *p->links +
+           (size_t)p->n_groups * sizeof *p->groups +
+           (size_t)p->n_group_chains * sizeof *p->group_chains;
 }

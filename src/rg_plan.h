@@ -24,6 +24,11 @@
  * rg_fill_inner_grads (rg_batch.h) write them when they are to be read (each inner gradient is the
  * top's, zeros made +0). A uniform chain (a penalty summing squares of weights) works on numbers and
  * writes them all; it only keeps the adjoint in a register instead of passing it through memory.
+ *
+ * Reductions over the batch (rg.sum, rg.mean) are uniform nodes that read a row. The uniform nodes
+ * are swept in two parts: those that depend on no reduction before the varying rows (forward; after
+ * them in reverse), the others after (forward; before them in reverse); a reduction of a row is
+ * summed chunk by chunk in the varying sweep, and in reverse passes its adjoint to every sample there.
  */
 #ifndef RG_PLAN_H
 #define RG_PLAN_H
@@ -45,25 +50,53 @@ typedef struct {
     rg_index base;
     uint8_t store_base; /* the base's row is first reached here */
     int32_t first, count; /* its links, a1 first: links[first .. first + count) */
+    int32_t group;        /* the dense group it belongs to (below), or -1 */
 } rg_chain;
 
-/* What the sweep does at a cone position. */
-enum { RG_UNIT_NODE = -1, RG_UNIT_INNER = -2 }; /* else: the index of the chain whose top is here */
+/* A dense group: m >= 2 varying chains (a Linear layer's outputs) whose links are all scaled, read
+ * the same n distinct rows x1..xn in the same order, and have uniform bases; no other node of the
+ * cone reads those rows. Its chains' sums are one matrix product, Y = W X + b, run by a BLAS dgemm
+ * at its first chain's top (the other tops' units are RG_UNIT_INNER); in reverse, at the same
+ * place, dX = W^T dY is stored into the x rows, dW = dY X^T and db = sum(dY) summed over the
+ * samples. Such groups are made only with RG_PLAN_GEMM, and they sum in another order than the
+ * chains (results agree to rounding, not bit for bit). */
+typedef struct {
+    int32_t first, count; /* its chains, by ascending top: group_chains[first .. first + count) */
+    int32_t n;            /* terms per chain */
+} rg_group;
+
+/* What the sweep does at a cone position. RG_UNIT_REDUCE - r (r >= 0): the r-th reduction over the
+ * batch (rg.sum, rg.mean) of a varying operand, summed chunk by chunk in the varying sweep. */
+enum { RG_UNIT_NODE = -1, RG_UNIT_INNER = -2, RG_UNIT_REDUCE = -3 }; /* else: the index of the chain
+                                                                      whose top is here */
 
 typedef struct {
     int32_t *unit;          /* per cone position: RG_UNIT_NODE, RG_UNIT_INNER or a chain index */
     int32_t *steps;         /* ascending positions of the varying computed nodes, not inner ones */
     int32_t *uniform;       /* ascending positions of the uniform nodes, leaves included */
-    int32_t *uniform_steps; /* ascending positions of the uniform computed nodes, not inner ones */
+    int32_t *uniform_steps; /* positions of the uniform computed nodes, not inner ones, nor row
+                             * reductions: first the n_pre_uniform_steps that depend on no
+                             * reduction, then the rest, each part ascending */
     rg_chain *chains;
     rg_link *links;
+    rg_group *groups;
+    int32_t *group_chains;
     int32_t n_steps, n_uniform, n_uniform_steps, n_chains, n_links;
+    int32_t n_groups, n_group_chains, max_group_m, max_group_n;
+    int32_t n_pre_uniform_steps;
+    int32_t n_reductions;     /* reductions in the cone: the output is then a number for the batch */
+    int32_t n_row_reductions; /* those of a varying operand (in steps[], unit RG_UNIT_REDUCE - r) */
+    uint8_t staged;           /* a varying node depends on a reduction (x - rg.mean(x)): the sweeps
+                               * then run node by node over all samples at once, and nothing is fused */
 } rg_plan;
 
-/* Plans an apply-free cone, given which nodes vary (rg_batch's varying[], covering the cone); with
- * `fuse` 0 no chain is fused. RG_OK, or RG_ENOMEM (the plan is then empty). */
+/* rg_plan_build's flags: fuse chains; lower dense groups of them to matrix products. */
+enum { RG_PLAN_FUSE = 1, RG_PLAN_GEMM = 2 };
+
+/* Plans an apply-free cone, given which nodes vary (rg_batch's varying[], covering the cone);
+ * `flags` as above (0: nothing fused). RG_OK, or RG_ENOMEM (the plan is then empty). */
 int rg_plan_build(rg_plan *p, const rg_tape *t, const uint8_t *varying, const rg_index *cone,
-                  rg_index n, int fuse);
+                  rg_index n, int flags);
 void rg_plan_free(rg_plan *p);
 
 /* Bytes the plan holds for a cone of n nodes. */
