@@ -13,12 +13,15 @@ from test_kinds import BINARY, UNARY, apply_op  # the op-by-name step of the thr
 
 @pytest.fixture(autouse=True)
 def exact_math():
-    """Vector math off: this file checks batched results against a per-sample loop bit for bit
+    """Vector math and BLAS products off (the exact path; tests/test_dense.py checks products
+    against it): this file checks batched results against a per-sample loop bit for bit
     (tests/test_vector_math.py checks vector math, which is within a few ulp)."""
-    before = rg.get_vector_math()
+    before, blas = rg.get_vector_math(), rg.get_blas()
     rg.set_vector_math(False)
+    rg.set_blas(False)
     yield
     rg.set_vector_math(before)
+    rg.set_blas(blas)
 
 
 def per_sample(output, leaves, arrays, size):

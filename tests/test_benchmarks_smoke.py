@@ -51,3 +51,31 @@ def test_run_quick_prints_the_table(capsys):
     for name in ("RcTerm", "Term"):
         if not hasattr(workloads.rg, name):
             assert f"{name}: not available" in out
+
+
+def test_mlp_sizes_table_runs(capsys):
+    """benchmarks/mlp_sizes.py at a tiny size: its rows print, and our step moves the weights the way
+    the exact path's step does."""
+    import mlp_sizes
+    import numpy as np
+    import rustograd_cy as rg
+
+    mlp_sizes.main(["--quick", "--widths", "4", "--batches", "20"])
+    out = capsys.readouterr().out
+    assert "threads: ours 1" in out and any(line.split()[:2] == ["4", "20"] for line in out.splitlines())
+    moved = {}
+    before = rg.get_blas()
+    try:
+        for blas in (True, False):
+            rg.set_blas(blas)
+            tape, inputs, label, params, loss = mlp_sizes.build(4)
+            points, labels = mlp_sizes.data(20)
+            inputs[0].set(points[:, 0])
+            inputs[1].set(points[:, 1])
+            label.set(labels)
+            loss.eval()
+            loss.backprop()
+            moved[blas] = np.array([p.grad for p in params])
+    finally:
+        rg.set_blas(before)
+    np.testing.assert_allclose(moved[True], moved[False], rtol=1e-12, atol=1e-15)

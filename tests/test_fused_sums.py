@@ -15,11 +15,14 @@ from test_kinds import BINARY, UNARY, apply_op
 
 @pytest.fixture(autouse=True)
 def exact_math():
-    """Vector math off: values bit for bit."""
-    before = rg.get_vector_math()
+    """Vector math and BLAS products off (the exact path; tests/test_dense.py checks products
+    against it): values bit for bit."""
+    before, blas = rg.get_vector_math(), rg.get_blas()
     rg.set_vector_math(False)
+    rg.set_blas(False)
     yield
     rg.set_vector_math(before)
+    rg.set_blas(blas)
 
 
 def linear(tape, inputs, n_out, rng, name, built):
