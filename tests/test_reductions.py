@@ -45,8 +45,8 @@ def test_values_and_gradients_against_numpy(reduce, size, driven):
     y.set(ys)
     seen = []
     callback = seen.append if driven == "node by node" else None
-    value = loss.eval(callback)
-    loss.backprop(callback)
+    value = loss.eval(callback=callback)
+    loss.backprop(callback=callback)
     want, dw, dc, dx, dy = numpy_model(xs, ys, 0.7, -0.2, reduce)
     assert type(value) is float and loss.data == value
     assert value == pytest.approx(want, rel=1e-13)
@@ -67,8 +67,8 @@ def test_planned_and_node_by_node_sweeps_agree():
         loss = rg.mean(per_sample) + rg.sum(per_sample * per_sample) + 0.1 * w * w
         x.set(np.linspace(-2, 2, 3001))
         y.set(np.cos(np.linspace(0, 9, 3001)))
-        results.append((loss.eval(callback), w.grad, per_sample.data))
-        loss.backprop(callback)
+        results.append((loss.eval(callback=callback), w.grad, per_sample.data))
+        loss.backprop(callback=callback)
         results[-1] += (w.grad, c.grad, x.grad, y.grad)
     (v0, _, p0, w0, c0, x0, y0), (v1, _, p1, w1, c1, x1, y1) = results
     np.testing.assert_array_equal(p0, p1)
