@@ -51,3 +51,4 @@ test-asan: $(INSTALLED)
 
 clean:
 	rm -rf build out rustograd_cy/*.so rustograd_cy/_tape.c *.egg-info
+	rm -f src/rg_ops_gen.h rustograd_cy/_tape_ops.pxi rustograd_cy/_node_ops.pxi rustograd_cy/_tape.pyi rustograd_cy/_nodes.pyi rustograd_cy/functions.pyi

@@ -9,12 +9,21 @@ import os
 import platform
 import shlex
 import subprocess
+import sys
 import sysconfig
 import tempfile
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+
+# The op table's derived files (C kernels, term methods, stubs) from the one spec,
+# rustograd_cy/_opspec.py; generated here, never committed.
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "src"))
+import opgen  # noqa: E402
+
+opgen.generate(HERE)
 
 CHECKS = os.environ.get("RUSTOGRAD_CHECKS") == "1"
 SANITIZE = os.environ.get("RUSTOGRAD_SANITIZE") == "1"
@@ -81,7 +90,7 @@ def extension(name, sources):
         name,
         sources=sources,
         include_dirs=["src", numpy.get_include()],
-        depends=["src/rg_ops.h", "src/rg_tape.h", "src/rg_batch.h", "src/rg_plan.h",
+        depends=["src/rg_ops.h", "src/rg_ops_gen.h", "src/rg_tape.h", "src/rg_batch.h", "src/rg_plan.h",
                  "src/rg_optim.h", "src/rg_vmath.h"],
         define_macros=MACROS,
         libraries=LIBRARIES,
@@ -94,6 +103,7 @@ setup(
     ext_modules=cythonize(
         [
             extension("rustograd_cy._common", ["rustograd_cy/_common.pyx"]),
+            extension("rustograd_cy._ops", ["rustograd_cy/_ops.pyx"]),
             extension("rustograd_cy._tape", ["rustograd_cy/_tape.pyx", "src/rg_tape.c",
                                              "src/rg_batch.c", "src/rg_plan.c",
                                              "src/rg_vmath.c"]),

@@ -24,23 +24,8 @@ from rustograd_cy.errors import (
     ValueNotDefinedError,
 )
 from rustograd_cy.functional import grad, hessian, hvp, jacobian, value_and_grad
-from rustograd_cy.functions import (
-    abs,
-    atan2,
-    cos,
-    exp,
-    log,
-    maximum,
-    minimum,
-    pow,
-    relu,
-    sigmoid,
-    sin,
-    sqrt,
-    square,
-    tan,
-    tanh,
-)
+from rustograd_cy import functions
+from rustograd_cy.functions import *  # noqa: F401,F403  (one function per op of the spec)
 from rustograd_cy.reductions import mean, sum  # noqa: A004  (rg.sum, like numpy.sum)
 from rustograd_cy import nn, optim  # noqa: E402  (after the names they use)
 
@@ -54,6 +39,5 @@ __all__ = [
     "detect_anomaly", "is_anomaly_enabled",
     "BuilderError", "GradGraphMissingError", "NonFiniteError", "RustogradError", "TapeMismatchError",
     "TermWasNotValueError", "ValueNotDefinedError",
-    "abs", "atan2", "cos", "exp", "log", "maximum", "minimum", "pow", "relu", "sigmoid", "sin",
-    "sqrt", "square", "tan", "tanh", "mean", "sum",
-]
+    "mean", "sum",
+] + functions.__all__

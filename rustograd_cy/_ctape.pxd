@@ -3,10 +3,10 @@
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 
 cdef extern from "rg_ops.h" nogil:
+    # The codes the engine itself names (leaves, apply() nodes, the two powers); every op's code is
+    # its row's position in rustograd_cy/_opspec.py, which the generated methods use.
     cdef enum rg_op:
-        RG_LEAF, RG_CONST, RG_APPLY, RG_NEG, RG_SIN, RG_COS, RG_TAN, RG_EXP, RG_LOG, RG_SQRT,
-        RG_TANH, RG_SIGMOID, RG_RELU, RG_ABS, RG_SQUARE, RG_POWC, RG_ADD, RG_SUB, RG_MUL, RG_DIV,
-        RG_POW, RG_ATAN2, RG_MAXIMUM, RG_MINIMUM, RG_BATCH_SUM, RG_BATCH_MEAN, RG_NUM_OPS
+        RG_LEAF, RG_CONST, RG_APPLY, RG_POWC, RG_POW, RG_NUM_OPS
 
     ctypedef struct rg_op_info:
         const char *name

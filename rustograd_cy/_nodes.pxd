@@ -15,7 +15,11 @@ cdef class _GradRun:
     cdef bint superseded            # a later backprop() reached some node this one reached
 
 
-cdef class _Node:
+cdef class _NodeOps:              # the op methods (generated from rustograd_cy/_opspec.py)
+    pass
+
+
+cdef class _Node(_NodeOps):
     cdef int op                     # op code of src/rg_ops.h
     cdef _Node a                    # first operand; None for leaves
     cdef _Node b                    # second operand; a again for unary ops, the exponent of powc
@@ -36,7 +40,6 @@ cdef class _Node:
     cdef _Node _make(self, int op, _Node a, _Node b, object label=*, object funcs=*)
     cdef _Node _operand(self, object x)
     cdef _Node _constant(self, double value)
-    cdef _Node _unary(self, int op)
 
 
 cdef class RcTerm(_Node):

@@ -24,14 +24,11 @@ from libc.stdlib cimport free, realloc
 from rustograd_cy._common cimport anomaly_on, callable_result, check_callables, check_name, is_real
 from rustograd_cy._common cimport method_result, real
 from rustograd_cy._ctape cimport RG_APPLY, RG_CONST, RG_LEAF, RG_OP_INFO, RG_POW, RG_POWC, rg_partials, rg_value
-from rustograd_cy._ctape cimport RG_ABS, RG_ADD, RG_ATAN2, RG_COS, RG_DIV, RG_EXP, RG_LOG, RG_MAXIMUM
-from rustograd_cy._ctape cimport RG_MINIMUM, RG_MUL, RG_NEG, RG_RELU, RG_SIGMOID, RG_SIN, RG_SQRT
-from rustograd_cy._ctape cimport RG_SQUARE, RG_SUB, RG_TAN, RG_TANH
 from rustograd_cy._tape cimport TapeTerm
 
 import numpy as np
 
-from rustograd_cy._tape import OPS
+from rustograd_cy._ops import OPS
 from rustograd_cy.errors import COMPARE_WITH_NUMBER, TermWasNotValueError, derive_non_leaf_error
 from rustograd_cy.errors import non_finite_error, not_a_number_error, read_only_error, set_non_leaf_error
 from rustograd_cy.errors import stale_value_error
@@ -243,7 +240,15 @@ cdef inline object _power(object x, object y):
     return _binary(RG_POW, x, y)
 
 
-cdef class _Node:
+cdef inline object _unary(int op, _Node x):
+    """op(x), a unary op of the table."""
+    return x._make(op, x, x)
+
+
+include "_node_ops.pxi"
+
+
+cdef class _Node(_NodeOps):
     """What RcTerm and Term share: the whole term API. See their docstrings."""
 
     def __init__(self, name, value):
@@ -332,53 +337,10 @@ cdef class _Node:
             return self._constant(real(x, "an operand"))
         return None
 
-    cdef _Node _unary(self, int op):
-        return self._make(op, self, self)
-
-    # -- operators --------------------------------------------------------------------------------
-
-    def __add__(self, other):
-        return _binary(RG_ADD, self, other)
-
-    def __radd__(self, other):
-        return _binary(RG_ADD, other, self)
-
-    def __sub__(self, other):
-        return _binary(RG_SUB, self, other)
-
-    def __rsub__(self, other):
-        return _binary(RG_SUB, other, self)
-
-    def __mul__(self, other):
-        return _binary(RG_MUL, self, other)
-
-    def __rmul__(self, other):
-        return _binary(RG_MUL, other, self)
-
-    def __truediv__(self, other):
-        return _binary(RG_DIV, self, other)
-
-    def __rtruediv__(self, other):
-        return _binary(RG_DIV, other, self)
-
-    def __pow__(self, other, modulo):
-        if modulo is not None:
-            return NotImplemented
-        return _power(self, other)
-
-    def __rpow__(self, other, modulo):
-        if modulo is not None:
-            return NotImplemented
-        return _binary(RG_POW, other, self)
-
-    def __neg__(self):
-        return self._unary(RG_NEG)
+    # -- the operators and built-in functions are _NodeOps's (one per op of the spec) ------------
 
     def __pos__(self):
         return self
-
-    def __abs__(self):
-        return self._unary(RG_ABS)
 
     def __bool__(self):
         raise TypeError("a term has no truth value; compare term.eval() or term.data instead")
@@ -413,67 +375,7 @@ cdef class _Node:
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r}, data={self.data!r})"
 
-    # -- built-in functions -----------------------------------------------------------------------
-
-    def sin(self):
-        """sin(self)."""
-        return self._unary(RG_SIN)
-
-    def cos(self):
-        """cos(self)."""
-        return self._unary(RG_COS)
-
-    def tan(self):
-        """tan(self)."""
-        return self._unary(RG_TAN)
-
-    def exp(self):
-        """exp(self)."""
-        return self._unary(RG_EXP)
-
-    def log(self):
-        """Natural logarithm of self (NaN below 0, -inf at 0, as IEEE)."""
-        return self._unary(RG_LOG)
-
-    def sqrt(self):
-        """Square root of self."""
-        return self._unary(RG_SQRT)
-
-    def tanh(self):
-        """tanh(self)."""
-        return self._unary(RG_TANH)
-
-    def sigmoid(self):
-        """1 / (1 + exp(-self)), computed without overflow."""
-        return self._unary(RG_SIGMOID)
-
-    def relu(self):
-        """max(self, 0); its derivative at 0 is 0."""
-        return self._unary(RG_RELU)
-
-    def abs(self):
-        """|self|; its derivative at 0 is 0."""
-        return self._unary(RG_ABS)
-
-    def square(self):
-        """self * self as one node."""
-        return self._unary(RG_SQUARE)
-
-    def pow(self, exponent):
-        """self ** exponent (a number or a term)."""
-        return method_result(_power(self, exponent), "pow", exponent)
-
-    def atan2(self, x):
-        """atan2(self, x): the angle of the point (x, self), as math.atan2(y, x)."""
-        return method_result(_binary(RG_ATAN2, self, x), "atan2", x)
-
-    def maximum(self, other):
-        """The larger of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return method_result(_binary(RG_MAXIMUM, self, other), "maximum", other)
-
-    def minimum(self, other):
-        """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return method_result(_binary(RG_MINIMUM, self, other), "minimum", other)
+    # -- user functions ---------------------------------------------------------------------------
 
     def apply(self, name, f, df):
         """A node computing f(self), with derivative df(self): any Python callables of one float.

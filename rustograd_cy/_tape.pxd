@@ -58,10 +58,12 @@ cdef class Tape:
                                str quantity) except -1
 
 
-cdef class TapeTerm:
+cdef class _TapeOps:              # the op methods (generated from rustograd_cy/_opspec.py)
+    pass
+
+
+cdef class TapeTerm(_TapeOps):
     cdef readonly Tape tape         # the tape holding the node
     cdef readonly rg_index index    # the node's position on the tape
     cdef PyObject *_prev            # neighbours in the tape's list of untracked proxies (borrowed);
     cdef PyObject *_next            # both NULL while the proxy is tracked or first/last in the list
-
-    cdef TapeTerm _unary(self, int op)

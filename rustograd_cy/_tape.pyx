@@ -31,45 +31,13 @@ from rustograd_cy.errors import (
     set_non_leaf_error,
     stale_value_error,
 )
+from rustograd_cy._ops import OPS
 from rustograd_cy.labels import expression_label
 from rustograd_cy import dot as _dot
 
 # How many outputs keep their cone cached; a training loop usually has one or two.
 cdef enum:
     MAX_CACHED_CONES = 8
-
-#: The op table of src/rg_ops.h as (name, arity, infix) per op code, for labels and dispatch.
-#: The same partial derivatives as graph operations (for gen_graph) are in rustograd_cy/derivatives.py.
-OPS = tuple(
-    (RG_OP_INFO[i].name.decode(), RG_OP_INFO[i].arity, RG_OP_INFO[i].infix.decode())
-    for i in range(<int>RG_NUM_OPS)
-)
-OP_CODES = {name: code for code, (name, _, _) in enumerate(OPS)}
-
-
-def op_value(str name, double a, double b=0.0):
-    """The value of built-in op `name` at plain numbers, from the same table the sweeps use.
-
-    >>> op_value("sin", 0.0)
-    0.0
-    """
-    code = OP_CODES.get(name)
-    if code is None or rg_is_leaf(code) or code == RG_APPLY:
-        raise ValueError(f"unknown op {name!r}; known: {', '.join(sorted(OP_CODES))}")
-    return rg_value(code, a, a if OPS[code][1] == 1 and code != RG_POWC else b)
-
-
-def op_partials(str name, double a, double b=0.0):
-    """The partial derivatives (d/da, d/db) of built-in op `name` at plain numbers."""
-    cdef double da, db
-    code = OP_CODES.get(name)
-    if code is None or rg_is_leaf(code) or code == RG_APPLY:
-        raise ValueError(f"unknown op {name!r}; known: {', '.join(sorted(OP_CODES))}")
-    if OPS[code][1] == 1 and code != RG_POWC:
-        b = a
-    rg_partials(code, a, b, rg_value(code, a, b), &da, &db)
-    return da, db
-
 
 include "_batch.pxi"
 include "_pickle.pxi"
@@ -690,9 +658,17 @@ cdef inline object _power(object x, object y):
     return _binary(RG_POW, x, y)
 
 
+cdef inline object _unary(int op, TapeTerm x):
+    """op(x), a unary op of the table."""
+    return x.tape._wrap(x.tape._push(op, x.index, x.index, 0.0))
+
+
+include "_tape_ops.pxi"
+
+
 @cython.final
 @cython.freelist(256)
-cdef class TapeTerm:
+cdef class TapeTerm(_TapeOps):
     """A node of a `Tape`: combine terms with + - * / ** and the built-in functions, then
     `eval()`, `derive(var)` or `backprop()`. Made by `tape.term()`, never directly.
 
@@ -715,50 +691,10 @@ cdef class TapeTerm:
         if self._next != NULL:
             (<TapeTerm>self._next)._prev = self._prev
 
-    # -- operators --------------------------------------------------------------------------------
-
-    def __add__(self, other):
-        return _binary(RG_ADD, self, other)
-
-    def __radd__(self, other):
-        return _binary(RG_ADD, other, self)
-
-    def __sub__(self, other):
-        return _binary(RG_SUB, self, other)
-
-    def __rsub__(self, other):
-        return _binary(RG_SUB, other, self)
-
-    def __mul__(self, other):
-        return _binary(RG_MUL, self, other)
-
-    def __rmul__(self, other):
-        return _binary(RG_MUL, other, self)
-
-    def __truediv__(self, other):
-        return _binary(RG_DIV, self, other)
-
-    def __rtruediv__(self, other):
-        return _binary(RG_DIV, other, self)
-
-    def __pow__(self, other, modulo):
-        if modulo is not None:
-            return NotImplemented
-        return _power(self, other)
-
-    def __rpow__(self, other, modulo):
-        if modulo is not None:
-            return NotImplemented
-        return _binary(RG_POW, other, self)
-
-    def __neg__(self):
-        return self._unary(RG_NEG)
+    # -- the operators and built-in functions are _TapeOps's (one per op of the spec) ------------
 
     def __pos__(self):
         return self
-
-    def __abs__(self):
-        return self._unary(RG_ABS)
 
     def __eq__(self, other):
         """Terms are equal when they are the same node of the same tape; comparing a term with a
@@ -797,70 +733,7 @@ cdef class TapeTerm:
     def __repr__(self):
         return f"TapeTerm({self.name!r}, index={self.index}, data={self.data!r})"
 
-    # -- built-in functions -----------------------------------------------------------------------
-
-    cdef TapeTerm _unary(self, int op):
-        return self.tape._wrap(self.tape._push(op, self.index, self.index, 0.0))
-
-    def sin(self):
-        """sin(self)."""
-        return self._unary(RG_SIN)
-
-    def cos(self):
-        """cos(self)."""
-        return self._unary(RG_COS)
-
-    def tan(self):
-        """tan(self)."""
-        return self._unary(RG_TAN)
-
-    def exp(self):
-        """exp(self)."""
-        return self._unary(RG_EXP)
-
-    def log(self):
-        """Natural logarithm of self (NaN below 0, -inf at 0, as IEEE)."""
-        return self._unary(RG_LOG)
-
-    def sqrt(self):
-        """Square root of self."""
-        return self._unary(RG_SQRT)
-
-    def tanh(self):
-        """tanh(self)."""
-        return self._unary(RG_TANH)
-
-    def sigmoid(self):
-        """1 / (1 + exp(-self)), computed without overflow."""
-        return self._unary(RG_SIGMOID)
-
-    def relu(self):
-        """max(self, 0); its derivative at 0 is 0."""
-        return self._unary(RG_RELU)
-
-    def abs(self):
-        """|self|; its derivative at 0 is 0."""
-        return self._unary(RG_ABS)
-
-    def square(self):
-        """self * self as one node."""
-        return self._unary(RG_SQUARE)
-
-    def pow(self, exponent):
-        """self ** exponent (a number or a term)."""
-        return method_result(_power(self, exponent), "pow", exponent)
-
-    def atan2(self, x):
-        """atan2(self, x): the angle of the point (x, self), as math.atan2(y, x)."""
-        return method_result(_binary(RG_ATAN2, self, x), "atan2", x)
-
-    def maximum(self, other):
-        """The larger of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return method_result(_binary(RG_MAXIMUM, self, other), "maximum", other)
-
-    def minimum(self, other):
-        """The smaller of self and other; NaN if either is NaN; a tie splits the gradient in half."""
-        return method_result(_binary(RG_MINIMUM, self, other), "minimum", other)
+    # -- user functions ---------------------------------------------------------------------------
 
     def apply(self, name, f, df, grad_graph=None):
         """A node computing f(self), with derivative df(self): any Python callables of one float.

@@ -18,8 +18,8 @@ The statements are parsed with `ast` and never executed. What each construct bec
   * `+ - * /`, unary `-` and `+`, `**` and parentheses: the term operators;
   * `f(x)`: if the namespace holds both `f` and `f_derive`, a user function:
     `x.apply("f", f, f_derive)` (plus `grad_graph=f_grad_graph` when the namespace holds one, so
-    gen_graph() can differentiate it). Otherwise, if `f` is a built-in function (sin cos tan exp log
-    sqrt tanh sigmoid relu abs square, and pow atan2 maximum minimum with two arguments), the fast op.
+    gen_graph() can differentiate it). Otherwise, if `f` is a built-in function (one of `rg`'s module
+    functions: `UNARY_BUILTINS` of one argument, `BINARY_BUILTINS` of two), the fast op.
     So a user's `sin` WITH `sin_derive` wins over the built-in (the seed's example defines both and
     gets apply nodes, exactly as its hand-built graph); a `sin` without `sin_derive` (e.g.
     `from math import sin`) is the built-in op.
@@ -37,13 +37,14 @@ import sys
 import textwrap
 from collections import ChainMap
 
+from rustograd_cy._nodes import RcTerm, Term
+from rustograd_cy._opspec import SPEC
 from rustograd_cy._tape import Tape
 from rustograd_cy.errors import BuilderError
 
-UNARY_BUILTINS = frozenset(
-    ["sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "square"]
-)
-BINARY_BUILTINS = frozenset(["pow", "atan2", "maximum", "minimum"])
+#: The built-in functions a call may name: the spec's rows with a module function, by arity.
+UNARY_BUILTINS = frozenset(op.name for op in SPEC if op.function and op.arity == 1)
+BINARY_BUILTINS = frozenset(op.name for op in SPEC if op.function and op.arity == 2)
 KINDS = ("rc", "tape", "term")
 
 
@@ -185,13 +186,7 @@ class _Builder:
         if kind == "tape":
             self.tape = tape if tape is not None else Tape()
         else:
-            import rustograd_cy
-            cls_name = "RcTerm" if kind == "rc" else "Term"
-            self.cls = getattr(rustograd_cy, cls_name, None)
-            if self.cls is None:
-                raise NotImplementedError(
-                    f"kind={kind!r} needs rg.{cls_name}, which this build does not have; use kind='tape'"
-                )
+            self.cls = RcTerm if kind == "rc" else Term
 
     # -- making leaves ----------------------------------------------------------------------------
 

@@ -1,15 +1,17 @@
 """Derivatives as graph operations: `gen_graph(y, x)` appends dy/dx to the tape as new nodes.
 
-`PARTIALS` is the one table of every built-in op's partial derivatives written as graph operations
-(the numeric twin, used by the sweeps, is `rg_partials` in src/rg_ops.h; a test checks that the two
-agree). Because the derivative is made of ordinary nodes, it can be evaluated, back-propagated and
-derived again: nth derivatives are n calls of `gen_graph`.
+The rules are the op spec's partial derivatives (rustograd_cy/_opspec.py): the same expressions
+src/opgen.py translates to the C kernels' `rg_partials` are built here as graph operations, each
+call of an op in them (`cos(a)`, `square(v)`, `share(a, b)`) a node of that op. So a derivative is
+made of table ops: it runs in C like the function, can be evaluated, back-propagated and derived
+again (nth derivatives are n calls of `gen_graph`), and evaluates to what the numeric kernels give.
 
 The algorithm is forward mode over the output's cone, in tape (topological) order: node i gets the
-tangent t_i = sum over its operands k of (d i / d k) * t_k, built from the table. Every node is
+tangent t_i = sum over its operands k of (d i / d k) * t_k, built from the rules. Every node is
 visited once and appends a bounded number of nodes (at most about eight), so the work is linear in
-the cone and nothing recurses. Tangents that are structurally zero (nodes not depending on x) are
-never built; the tangent of x itself is the tape's constant 1, and multiplying by it builds nothing.
+the cone and nothing recurses. Tangents that are structurally zero (nodes not depending on x, and
+the zero derivatives of step functions) are never built; the tangent of x itself is the tape's
+constant 1, and multiplying by it builds nothing.
 
 `optim=True` also
   * reuses an existing node with the same op and operands (hash-consing over the whole tape, kept
@@ -22,119 +24,127 @@ never built; the tangent of x itself is the tape's constant 1, and multiplying b
     (-0 + 0 is +0).
 so it never yields more nodes than `optim=False`, and yields the same values.
 
-Conventions where the numeric table has special cases: the graph rules follow the smooth formula,
-so at the isolated points where rg_partials returns a convention they may give NaN instead:
-d(x ** c)/dx at c == 0 is structurally zero (as in C), but d(x ** y)/dx = y * x ** (y - 1) is NaN
-at x = 0, y = 0 and d(x ** y)/dy = x ** y * log(x) is NaN at x = 0. The kinks of relu, abs, maximum
-and minimum differentiate to step functions (apply() nodes named "step", "sign", "share" whose own
-derivative is 0); maximum/minimum's share at a NaN difference is NaN rather than going to the NaN
-operand.
+Conventions: a spec partial `Partial(expr, zero_if=cond)` is 0 where cond holds in C. Here cond is
+applied when it can be decided while building (its operands are constant nodes: d(x ** c)/dx at
+c == 0 is structurally zero, as in C); otherwise the graph follows the smooth formula, so at those
+isolated points it may give NaN where C gives 0: d(x ** y)/dx = y * x ** (y - 1) is NaN at x = 0,
+y = 0 and d(x ** y)/dy = x ** y * log(x) is NaN at x = 0. The kinks of relu, abs, maximum and
+minimum differentiate to the step-function ops step, sign and share, exactly as in C.
 """
+import ast
 import math
 import weakref
 
-from rustograd_cy._tape import OP_CODES, OPS
+from rustograd_cy._ops import OP_CODES, OPS, op_value
+from rustograd_cy._opspec import SPEC, parse
 from rustograd_cy.errors import GradGraphMissingError, TapeMismatchError, TermWasNotValueError
 
 _LEAF, _CONST, _APPLY = OP_CODES["leaf"], OP_CODES["const"], OP_CODES["apply"]
 _ONE = 1  # the tape's preallocated constant 1
+_BINOP_NAMES = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div"}
 
 
-# -- the step functions of the kinks: piecewise constant, so their own derivative is zero ----------
+# -- the rules: the spec's partial expressions, built as graph operations ---------------------------
 
-def _elementwise(f):
-    """f of a float, or of each element of a 1-D array (batched sweeps pass arrays)."""
-    def g(x):
-        if isinstance(x, float):
-            return f(x)
-        import numpy as np
-        return np.vectorize(f, otypes=[float])(x)
-    g.__name__ = f.__name__
-    return g
-
-
-@_elementwise
-def _step(x):
-    """relu'(x): 1 above 0, else 0 (so 0 at 0 and at NaN, as rg_partials)."""
-    return 1.0 if x > 0 else 0.0
-
-
-@_elementwise
-def _sign(x):
-    """abs'(x): -1, 0 or 1 (0 at 0 and at NaN, as rg_partials)."""
-    return 1.0 if x > 0 else (-1.0 if x < 0 else 0.0)
-
-
-@_elementwise
-def _share(d):
-    """d maximum(a, b)/da with d = a - b: 1 if a wins, 0 if b wins, half each on a tie."""
-    return 1.0 if d > 0 else (0.0 if d < 0 else (0.5 if d == 0 else math.nan))
+def _constant_value(g, tree, env):
+    """The value of an expression whose every operand is a number or a constant node, computed by
+    the C table (so bit for bit what a folded node would hold); None if it depends on a variable."""
+    if isinstance(tree, ast.Constant):
+        return float(tree.value)
+    if isinstance(tree, ast.Name):
+        i = env[tree.id]
+        return g.value(i) if g.is_const(i) else None
+    if isinstance(tree, ast.UnaryOp):
+        x = _constant_value(g, tree.operand, env)
+        return None if x is None else -x
+    if isinstance(tree, ast.BinOp):
+        x, y = _constant_value(g, tree.left, env), _constant_value(g, tree.right, env)
+        return None if x is None or y is None else op_value(_BINOP_NAMES[type(tree.op)], x, y)
+    if isinstance(tree, ast.Call):
+        if tree.func.id in _REDUCTIONS:
+            return None  # batch_sum(1) is the batch size, unknown while building
+        args = [_constant_value(g, t, env) for t in tree.args]
+        return None if None in args else op_value(tree.func.id, *args)
+    return None
 
 
-def _zero(x):
-    return 0.0 * x
+def _node(g, x):
+    """x as a node index: a float (a literal's value) becomes a constant node."""
+    return g.const(x) if type(x) is float else x
 
 
-_KINKS = {"step": _step, "sign": _sign, "share": _share}
+def _build(g, tree, env, memo):
+    """The expression as graph operations: a node index, or a float for a literal-only value (kept
+    as a number so that partials of exactly 1 and -1 build nothing). `memo` shares subexpressions
+    that several partials of one node repeat (atan2's a^2 + b^2)."""
+    key = ast.dump(tree)
+    hit = memo.get(key)
+    if hit is not None:
+        return hit
+    if isinstance(tree, ast.Constant):
+        out = float(tree.value)
+    elif isinstance(tree, ast.Name):
+        out = env[tree.id]
+    elif isinstance(tree, ast.UnaryOp):
+        x = _build(g, tree.operand, env, memo)
+        out = -x if type(x) is float else g.op("neg", x)
+    elif isinstance(tree, ast.BinOp):
+        name = _BINOP_NAMES[type(tree.op)]
+        x, y = _build(g, tree.left, env, memo), _build(g, tree.right, env, memo)
+        out = op_value(name, x, y) if type(x) is float and type(y) is float else \
+            g.op(name, _node(g, x), _node(g, y))
+    elif isinstance(tree, ast.Call):
+        name = tree.func.id
+        exponent = _constant_value(g, tree.args[1], env) if name == "pow" else None
+        if exponent is not None:  # pow with a constant exponent is powc, as x ** c is
+            out = g.powc(_node(g, _build(g, tree.args[0], env, memo)), exponent)
+        else:
+            out = g.op(name, *[_node(g, _build(g, t, env, memo)) for t in tree.args])
+    else:
+        raise TypeError(f"not a derivative-language expression: {ast.dump(tree)}")
+    memo[key] = out
+    return out
 
 
-# -- the table -------------------------------------------------------------------------------------
-# Each rule takes the graph builder g and the node indices a (lhs), b (rhs; == a for unary ops) and
-# v (the node itself), and returns (d v/d a, d v/d b): each a node index, None (zero), or the Python
-# float 1.0 or -1.0 (exact signs, turned into no node or a negation).
+class _Rule:
+    """One op's partials, parsed once: called with (g, a, b, v) node indices it returns one entry
+    per operand, each a node index, None (zero) or the float 1.0 or -1.0 (an exact sign)."""
 
-def _powc(g, a, b, v):
-    c = g.value(b)  # the exponent is a constant node: it never changes
-    if c == 0:
-        return None, None
-    return g.op("mul", b, g.powc(a, c - 1.0)), None
+    def __init__(self, op):
+        self.op = op
+        self.partials = [None if p is None else
+                         (parse(p.expr), parse(p.zero_if) if p.zero_if else None)
+                         for p in op.partials]
+
+    def __call__(self, g, a, b, v):
+        env = {"a": a, "b": b, "v": v}
+        memo = {}
+        out = []
+        for p in self.partials:
+            if p is None:
+                out.append(None)
+                continue
+            expr, zero_if = p
+            if zero_if is not None:
+                left = _constant_value(g, zero_if.left, env)
+                right = _constant_value(g, zero_if.comparators[0], env)
+                if left is not None and right is not None and left == right:
+                    out.append(None)
+                    continue
+            d = _build(g, expr, env, memo)
+            if type(d) is float:
+                d = None if d == 0.0 else (d if d in (1.0, -1.0) else g.const(d))
+            out.append(d)
+        if len(out) == 1:
+            out.append(None)
+        return tuple(out)
 
 
-def _atan2(g, a, b, v):
-    r = g.op("add", g.op("square", a), g.op("square", b))
-    return g.op("div", b, r), g.op("div", g.op("neg", a), r)
-
-
-def _maximum(g, a, b, v):
-    s = g.kink("share", g.op("sub", a, b))
-    return s, g.op("sub", g.const(1.0), s)
-
-
-def _minimum(g, a, b, v):
-    s = g.kink("share", g.op("sub", b, a))
-    return s, g.op("sub", g.const(1.0), s)
-
-
-PARTIALS = {
-    "neg": lambda g, a, b, v: (-1.0, None),
-    "sin": lambda g, a, b, v: (g.op("cos", a), None),
-    "cos": lambda g, a, b, v: (g.op("neg", g.op("sin", a)), None),
-    "tan": lambda g, a, b, v: (g.op("add", g.const(1.0), g.op("square", v)), None),
-    "exp": lambda g, a, b, v: (v, None),
-    "log": lambda g, a, b, v: (g.op("div", g.const(1.0), a), None),
-    "sqrt": lambda g, a, b, v: (g.op("div", g.const(0.5), v), None),
-    "tanh": lambda g, a, b, v: (g.op("sub", g.const(1.0), g.op("square", v)), None),
-    "sigmoid": lambda g, a, b, v: (g.op("mul", v, g.op("sub", g.const(1.0), v)), None),
-    "relu": lambda g, a, b, v: (g.kink("step", a), None),
-    "abs": lambda g, a, b, v: (g.kink("sign", a), None),
-    "square": lambda g, a, b, v: (g.op("mul", g.const(2.0), a), None),
-    "powc": _powc,
-    "add": lambda g, a, b, v: (1.0, 1.0),
-    "sub": lambda g, a, b, v: (1.0, -1.0),
-    "mul": lambda g, a, b, v: (b, a),
-    "div": lambda g, a, b, v: (g.op("div", g.const(1.0), b), g.op("neg", g.op("div", v, b))),
-    "pow": lambda g, a, b, v: (
-        g.op("mul", b, g.op("pow", a, g.op("sub", b, g.const(1.0)))),
-        g.op("mul", v, g.op("log", a)),
-    ),
-    "atan2": _atan2,
-    "maximum": _maximum,
-    "minimum": _minimum,
-    # Reductions over a batch: d sum(u) / d u[s] = 1, d mean(u) / d u[s] = 1 / B, with B = sum(1)
-    # (1 in scalar mode), never folded (_fold).
-    "batch_sum": lambda g, a, b, v: (1.0, None),
-    "batch_mean": lambda g, a, b, v: (g.op("div", g.const(1.0), g.op("batch_sum", g.const(1.0))), None),
-}
+#: op name -> its rule, for every op the C table computes.
+RULES = {op.name: _Rule(op) for op in SPEC if op.computed}
+#: The reductions over a batch (batch_sum, batch_mean): their value depends on the batch size, so
+#: they are never folded, not even of constants.
+_REDUCTIONS = frozenset(op.name for op in SPEC if op.kind == "reduction")
 
 
 # -- the graph builder -----------------------------------------------------------------------------
@@ -147,7 +157,6 @@ class _ConsIndex:
         self.scanned = 0
         self.ops = {}
         self.consts = {}
-        self.kinks = {}  # (step function name, operand) -> apply node made by gen_graph
 
     def extend(self, tape):
         stop = len(tape)
@@ -229,24 +238,11 @@ class _Graph:
         self._record(i)
         return i
 
-    def kink(self, name, a):
-        """The step function `name` of node a, as an apply() node whose derivative is zero."""
-        if self.optim:
-            hit = self.index.kinks.get((name, a))
-            if hit is not None:
-                return hit
-        i = self.tape._term_at(a).apply(name, _KINKS[name], _zero, grad_graph=_no_derivative).index
-        self._record(i)
-        if self.optim:
-            self.index.kinks[name, a] = i
-        return i
-
     def _fold(self, name, a, b):
         """A node equal to a op b (bit for bit, whatever the leaves' values), or None."""
-        if name.startswith("batch_"):  # a reduction's value depends on the batch size
+        if name in _REDUCTIONS:  # a reduction's value depends on the batch size
             return None
         if self.is_const(a) and self.is_const(b):  # unary ops have b == a
-            from rustograd_cy._tape import op_value
             return self.const(op_value(name, self.value(a), self.value(b)))
         if name == "mul":
             if self._is(b, 1.0):
@@ -275,10 +271,6 @@ class _Graph:
     def _record(self, i):
         if self.optim:
             self.index.extend(self.tape)
-
-
-def _no_derivative(term):
-    return None
 
 
 # -- gen_graph ---------------------------------------------------------------------------------------
@@ -352,7 +344,7 @@ def gen_graph(y, x, optim=False, _any_node=False):
         if op == _APPLY:
             tangent[i] = _sum(g, _scaled(g, _apply_partial(g, i, a), ta), None)
             continue
-        da, db = PARTIALS[name](g, a, b, i)
+        da, db = RULES[name](g, a, b, i)
         tangent[i] = _sum(g, _scaled(g, da, ta) if ta is not None else None,
                           _scaled(g, db, tb) if tb is not None else None)
     out = tangent.get(y.index)

@@ -1,10 +1,15 @@
 """Module-level built-in functions: rg.sin(x) is x.sin() for a term and a float for a number.
 
-The numbers come from the same op table (src/rg_ops.h) that the sweeps use.
+One function per row of the op spec (rustograd_cy/_opspec.py) marked `function`, made here when
+the module is imported; the numbers come from the same C table (src/rg_ops.h) that the sweeps use.
+Their stubs (functions.pyi) are generated from the same rows.
 """
 import numbers
 
-from rustograd_cy._tape import op_value
+from rustograd_cy._ops import op_value
+from rustograd_cy._opspec import SPEC
+
+__all__ = []
 
 
 def _is_term(x):
@@ -36,63 +41,8 @@ def _binary(name, x, y):
     return op_value(name, _number(x, name), _number(y, name))
 
 
-def sin(x):
-    """sin(x) of a term (a new node) or of a number (a float)."""
-    return _unary("sin", x)
-
-
-def cos(x):
-    """cos(x) of a term or a number."""
-    return _unary("cos", x)
-
-
-def tan(x):
-    """tan(x) of a term or a number."""
-    return _unary("tan", x)
-
-
-def exp(x):
-    """exp(x) of a term or a number."""
-    return _unary("exp", x)
-
-
-def log(x):
-    """Natural logarithm of a term or a number (NaN below 0, -inf at 0)."""
-    return _unary("log", x)
-
-
-def sqrt(x):
-    """Square root of a term or a number."""
-    return _unary("sqrt", x)
-
-
-def tanh(x):
-    """tanh(x) of a term or a number."""
-    return _unary("tanh", x)
-
-
-def sigmoid(x):
-    """1 / (1 + exp(-x)) of a term or a number."""
-    return _unary("sigmoid", x)
-
-
-def relu(x):
-    """max(x, 0) of a term or a number; derivative 0 at 0."""
-    return _unary("relu", x)
-
-
-def abs(x):
-    """|x| of a term or a number; derivative 0 at 0."""
-    return _unary("abs", x)
-
-
-def square(x):
-    """x * x of a term or a number."""
-    return _unary("square", x)
-
-
-def pow(x, y):
-    """x ** y where either may be a term."""
+def _power(x, y):
+    """x ** y where either may be a term (a number exponent of a term makes powc)."""
     if _is_term(x):
         return x.pow(y)
     if _is_term(y):
@@ -100,16 +50,28 @@ def pow(x, y):
     return op_value("pow", _number(x, "pow"), _number(y, "pow"))
 
 
-def atan2(y, x):
-    """The angle of the point (x, y), as math.atan2(y, x); either may be a term."""
-    return _binary("atan2", y, x)
+def _function(op):
+    """The module function of spec row `op`."""
+    name = op.name
+    kind = "of a term (a new node) or of a number (a float)" if op.arity == 1 else \
+        "where either may be a term (a new node) or both numbers (a float)"
+    if op.method == "power":
+        def f(x, y):
+            return _power(x, y)
+    elif op.arity == 1:
+        def f(x):
+            return _unary(name, x)
+    else:
+        def f(x, y):
+            return _binary(name, x, y)
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = f"{op.doc}\n\n{op.name}({', '.join(op.params)}) {kind}."
+    f.__module__ = __name__
+    return f
 
 
-def maximum(x, y):
-    """The larger of x and y (NaN if either is NaN; a tie splits the gradient)."""
-    return _binary("maximum", x, y)
-
-
-def minimum(x, y):
-    """The smaller of x and y (NaN if either is NaN; a tie splits the gradient)."""
-    return _binary("minimum", x, y)
+for _op in SPEC:
+    if _op.function:
+        globals()[_op.name] = _function(_op)
+        __all__.append(_op.name)
+del _op

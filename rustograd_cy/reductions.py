@@ -22,7 +22,8 @@ is replayed over a batch. The scalar-only kinds (`Term`, `RcTerm`) have no batch
 (6.0, array([0.66666667, 0.66666667, 0.66666667]))
 """
 from rustograd_cy._nodes import RcTerm, Term
-from rustograd_cy._tape import OP_CODES, TapeTerm
+from rustograd_cy._ops import OP_CODES
+from rustograd_cy._tape import TapeTerm
 
 
 def _reduce(op, term, fname):

@@ -12,8 +12,8 @@
 
 #include "rg_ops.h"
 
-/* The ops vector math computes, with their libm names. */
-#define RG_VMATH_LIST(X) X(EXP, exp) X(LOG, log) X(SIN, sin) X(COS, cos) X(TANH, tanh)
+/* The ops vector math computes, with their libm names, are RG_VMATH_LIST (rg_ops_gen.h): the rows
+ * of rustograd_cy/_opspec.py with a `vmath` name. */
 
 /* Whether op is one of them (inline, so other ops skip the call to rg_vmath). */
 static inline int rg_vmath_op(int op) {
@@ -31,7 +31,7 @@ int rg_vector_math(void);
  * the widest the CPU has (the default). Returns 0, changing nothing, if the CPU lacks that level. */
 int rg_vmath_force_level(int level);
 
-/* When vector math is on and `op` is RG_EXP, RG_LOG, RG_SIN, RG_COS or RG_TANH: out[k] = op(in[k])
+/* When vector math is on and `op` is one of RG_VMATH_LIST: out[k] = op(in[k])
  * for k < n, and returns 1. Otherwise does nothing and returns 0. */
 int rg_vmath(int op, double *out, const double *in, int64_t n);
 

@@ -8,6 +8,8 @@ core uses the value), and an iterative topological order. The tests build the sa
 Values use the same libm functions the C core calls (math.sin is C's sin), so values agree to the
 bit; partials are written differently on purpose, so derivatives agree to rounding only.
 
+The one oracle of the test suite (tests/test_fuzz.py's edge-value sweeps use it too).
+
 Kink conventions (documented in src/rg_ops.h; the tests check the core follows them):
 relu'(0) = abs'(0) = 0; maximum/minimum propagate NaN (value NaN, gradient to the NaN operand) and
 split a tie's gradient in half; x ** c has d/dx = 0 when c == 0; x ** y has d/dy = 0 when the value
@@ -135,37 +137,119 @@ def _inv(a):
     return _div(1.0, a)
 
 
-# name -> (arity, value(a, b), partials(a, b) -> (d/da, d/db)); unary ops ignore b.
+def _math(fn):
+    """fn as C's libm has it: NaN for a domain error, inf (signed as the exact value) on overflow,
+    -inf at a pole (log1p(-1))."""
+    def wrapped(a):
+        try:
+            return fn(a)
+        except ValueError:
+            return -math.inf if fn is math.log1p and a == -1.0 else NAN
+        except OverflowError:
+            return math.copysign(math.inf, a) if fn is math.sinh else math.inf
+    return wrapped
+
+
+_cosh, _sinh = _math(math.cosh), _math(math.sinh)
+
+
+def _asin_slope(a):
+    return _div(1.0, _sqrt(1.0 - a * a))
+
+
+class Row:
+    """One op: arity, value(a, b), partials(a, b) -> (d/da, d/db) (unary ops ignore b), and the
+    points the per-op tests evaluate it at: numbers for a unary op (inside its smooth domain,
+    edges included: 0, tiny, large, near poles), (a, b) pairs for a binary op. `positive`: the
+    domain is x > 0, so finite differences take a step relative to x. `safe`: the (lo, hi) range
+    where the core's and the oracle's differently written partials agree to 1e-12 (random graphs
+    keep operands inside it)."""
+
+    __slots__ = ("arity", "value", "partials", "points", "positive", "safe")
+
+    def __init__(self, arity, value, partials, points=(), positive=False, safe=None):
+        self.arity, self.value, self.partials = arity, value, partials
+        self.points, self.positive, self.safe = tuple(points), positive, safe
+
+    def __iter__(self):  # (arity, value, partials), as the rows were tuples
+        return iter((self.arity, self.value, self.partials))
+
+
+_ARITH = [(1.5, -2.25), (0.0, 3.0), (-4.0, 0.1), (1e3, 1e-3)]
+_MAXMIN = [(1.0, 2.0), (2.0, 1.0), (-3.0, -1e-3), (0.0, -0.5)]
+
+# name -> Row: one per op of the spec (tests/test_spec.py checks that every op has one).
 OPS = {
-    "add": (2, lambda a, b: a + b, lambda a, b: (1.0, 1.0)),
-    "sub": (2, lambda a, b: a - b, lambda a, b: (1.0, -1.0)),
-    "mul": (2, lambda a, b: a * b, lambda a, b: (b, a)),
-    "div": (2, _div, lambda a, b: (_inv(b), _div(-a, b * b))),
-    "pow": (2, _pow, _pow_partials),
-    "atan2": (2, math.atan2, lambda a, b: (_div(b, a * a + b * b), _div(-a, a * a + b * b))),
-    "maximum": (2, _maximum, lambda a, b: _max_partials(a, b, True)),
-    "minimum": (2, _minimum, lambda a, b: _max_partials(a, b, False)),
-    "neg": (1, lambda a, b: -a, lambda a, b: (-1.0, 0.0)),
-    "sin": (1, lambda a, b: _sin(a), lambda a, b: (_cos(a), 0.0)),
-    "cos": (1, lambda a, b: _cos(a), lambda a, b: (-_sin(a), 0.0)),
-    "tan": (1, lambda a, b: _tan(a), lambda a, b: (_div(1.0, _cos(a) ** 2), 0.0)),
-    "exp": (1, lambda a, b: _exp(a), lambda a, b: (_exp(a), 0.0)),
-    "log": (1, lambda a, b: _log(a), lambda a, b: (_inv(a), 0.0)),
-    "sqrt": (1, lambda a, b: _sqrt(a), lambda a, b: (_div(1.0, 2.0 * _sqrt(a)), 0.0)),
-    "tanh": (1, lambda a, b: math.tanh(a), lambda a, b: (_tanh_slope(a), 0.0)),
-    "sigmoid": (1, lambda a, b: _sigmoid(a),
-                lambda a, b: (_sigmoid(a) * _sigmoid(-a), 0.0)),
-    "relu": (1, lambda a, b: a if a > 0 or a != a else 0.0,
-             lambda a, b: (1.0 if a > 0 else 0.0, 0.0)),
-    "abs": (1, lambda a, b: math.fabs(a),
-            lambda a, b: (1.0 if a > 0 else (-1.0 if a < 0 else 0.0), 0.0)),
-    "square": (1, lambda a, b: a * a, lambda a, b: (2.0 * a, 0.0)),
+    "add": Row(2, lambda a, b: a + b, lambda a, b: (1.0, 1.0), _ARITH),
+    "sub": Row(2, lambda a, b: a - b, lambda a, b: (1.0, -1.0), _ARITH),
+    "mul": Row(2, lambda a, b: a * b, lambda a, b: (b, a), _ARITH),
+    "div": Row(2, _div, lambda a, b: (_inv(b), _div(-a, b * b)),
+               [(1.0, 3.0), (-2.5, 0.5), (0.0, 2.0), (7.0, -1e-2), (1e-3, 1e3)]),
+    "pow": Row(2, _pow, _pow_partials,
+               [(2.0, 3.0), (0.5, -1.5), (3.0, 0.5), (1.0, 2.0), (10.0, 0.3), (1e-2, 1.5)]),
+    "atan2": Row(2, math.atan2, lambda a, b: (_div(b, a * a + b * b), _div(-a, a * a + b * b)),
+                 [(1.0, 1.0), (-1.0, 0.5), (2.0, -3.0), (0.0, 1.0), (0.5, -0.5), (-1e-3, 1e-3)]),
+    "maximum": Row(2, _maximum, lambda a, b: _max_partials(a, b, True), _MAXMIN),
+    "minimum": Row(2, _minimum, lambda a, b: _max_partials(a, b, False), _MAXMIN),
+    "neg": Row(1, lambda a, b: -a, lambda a, b: (-1.0, 0.0), [-3.5, -0.0, 0.0, 1e-300, 2.0, 1e10]),
+    "sin": Row(1, lambda a, b: _sin(a), lambda a, b: (_cos(a), 0.0),
+               [-3.7, -1.0, 0.0, 1e-8, 0.3, math.pi / 2, 2.5, 100.0]),
+    "cos": Row(1, lambda a, b: _cos(a), lambda a, b: (-_sin(a), 0.0),
+               [-3.7, -1.0, 0.0, 1e-8, 0.3, math.pi, 2.5, 100.0]),
+    "tan": Row(1, lambda a, b: _tan(a), lambda a, b: (_div(1.0, _cos(a) ** 2), 0.0),
+               [-1.5, -0.5, 0.0, 0.7, 1.2, 1.5]),
+    "exp": Row(1, lambda a, b: _exp(a), lambda a, b: (_exp(a), 0.0),
+               [-30.0, -1.0, 0.0, 1e-8, 0.5, 2.0, 10.0, 50.0]),
+    "log": Row(1, lambda a, b: _log(a), lambda a, b: (_inv(a), 0.0),
+               [1e-3, 0.1, 0.5, 1.0, math.e, 100.0, 1e8], positive=True),
+    "sqrt": Row(1, lambda a, b: _sqrt(a), lambda a, b: (_div(1.0, 2.0 * _sqrt(a)), 0.0),
+                [1e-4, 0.25, 1.0, 2.0, 1e4, 1e12], positive=True),
+    # Beyond |x| = 3 the core's 1 - tanh^2 (and s (1 - s)) lose digits to cancellation: not "safe".
+    "tanh": Row(1, lambda a, b: math.tanh(a), lambda a, b: (_tanh_slope(a), 0.0),
+                [-20.0, -3.0, -0.5, 0.0, 1e-8, 0.5, 3.0, 8.0], safe=(-3.0, 3.0)),
+    "sigmoid": Row(1, lambda a, b: _sigmoid(a), lambda a, b: (_sigmoid(a) * _sigmoid(-a), 0.0),
+                   [-40.0, -5.0, -0.5, 0.0, 1e-8, 0.5, 5.0, 30.0], safe=(-3.0, 3.0)),
+    "relu": Row(1, lambda a, b: a if a > 0 or a != a else 0.0,
+                lambda a, b: (1.0 if a > 0 else 0.0, 0.0), [-2.0, -1e-3, 1e-3, 0.5, 3.0]),
+    "abs": Row(1, lambda a, b: math.fabs(a),
+               lambda a, b: (1.0 if a > 0 else (-1.0 if a < 0 else 0.0), 0.0),
+               [-2.0, -1e-3, 1e-3, 0.5, 3.0]),
+    "square": Row(1, lambda a, b: a * a, lambda a, b: (2.0 * a, 0.0),
+                  [-3.0, -0.5, 0.0, 1e-3, 2.0, 1e5]),
+    # The derivatives of the kinks: piecewise constant, so their own derivative is 0.
+    "step": Row(1, lambda a, b: 1.0 if a > 0 else 0.0, lambda a, b: (0.0, 0.0),
+                [-2.0, -1e-3, 1e-3, 0.5, 3.0]),
+    "sign": Row(1, lambda a, b: 1.0 if a > 0 else (-1.0 if a < 0 else 0.0), lambda a, b: (0.0, 0.0),
+                [-2.0, -1e-3, 1e-3, 0.5, 3.0]),
+    "share": Row(2, lambda a, b: _max_partials(a, b, True)[0], lambda a, b: (0.0, 0.0), _MAXMIN),
+    "log1p": Row(1, lambda a, b: _math(math.log1p)(a), lambda a, b: (_inv(1.0 + a), 0.0),
+                 [-0.9, -0.5, -1e-10, 0.0, 1e-8, 0.5, 3.0, 1e6]),
+    "expm1": Row(1, lambda a, b: _math(math.expm1)(a), lambda a, b: (_exp(a), 0.0),
+                 [-30.0, -1.0, -1e-10, 0.0, 1e-8, 0.5, 5.0, 50.0]),
+    "erf": Row(1, lambda a, b: math.erf(a),
+               lambda a, b: (2.0 / math.sqrt(math.pi) * _exp(-a * a), 0.0),
+               [-3.0, -0.5, 0.0, 1e-8, 0.5, 2.0, 5.0]),
+    "sinh": Row(1, lambda a, b: _sinh(a), lambda a, b: (_cosh(a), 0.0),
+                [-5.0, -0.5, 0.0, 1e-8, 0.5, 3.0, 20.0]),
+    "cosh": Row(1, lambda a, b: _cosh(a), lambda a, b: (_sinh(a), 0.0),
+                [-5.0, -0.5, 0.0, 1e-8, 0.5, 3.0, 20.0]),
+    "asin": Row(1, lambda a, b: _math(math.asin)(a), lambda a, b: (_asin_slope(a), 0.0),
+                [-0.99, -0.5, 0.0, 1e-8, 0.3, 0.9], safe=(-0.9, 0.9)),
+    "acos": Row(1, lambda a, b: _math(math.acos)(a), lambda a, b: (-_asin_slope(a), 0.0),
+                [-0.99, -0.5, 0.0, 1e-8, 0.3, 0.9], safe=(-0.9, 0.9)),
+    "atan": Row(1, lambda a, b: math.atan(a), lambda a, b: (_inv(1.0 + a * a), 0.0),
+                [-100.0, -1.0, 0.0, 1e-8, 0.5, 3.0, 1e5]),
 }
 # powc is pow with the exponent a number (b): differentiated in the base only.
-OPS["powc"] = (1, _pow, lambda a, b: (0.0 if b == 0 else b * _pow(a, b - 1.0), 0.0))
+OPS["powc"] = Row(1, _pow, lambda a, b: (0.0 if b == 0 else b * _pow(a, b - 1.0), 0.0),
+                  [(2.0, 3), (2.0, 3.0), (2.0, 0.5), (0.5, -2.0), (-1.5, 3), (-1.5, 2.0), (3.0, 1),
+                   (1.7, -0.5), (1e-3, 2.5), (7.0, 0.0), (4.0, 1e-8)])
 
-UNARY = tuple(name for name, (arity, _, _) in OPS.items() if arity == 1 and name != "powc")
-BINARY = tuple(name for name, (arity, _, _) in OPS.items() if arity == 2)
+#: The ops of the step functions, which gen_graph makes and users do not call.
+INTERNAL = ("step", "sign", "share")
+UNARY = tuple(name for name, row in OPS.items()
+              if row.arity == 1 and name != "powc" and name not in INTERNAL)
+BINARY = tuple(name for name, row in OPS.items() if row.arity == 2 and name not in INTERNAL)
 
 
 class Node:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+import graphs
 import rustograd_cy as rg
-from test_kinds import BINARY, UNARY, apply_op  # the op-by-name step of the three kinds' tests
 
 @pytest.fixture(autouse=True)
 def exact_math():
@@ -85,30 +85,16 @@ def adjoint_magnitude(output, nodes, arrays, size):
     return total
 
 
-@st.composite
-def graphs(draw):
-    n_leaves = draw(st.integers(1, 4))
-    size = draw(st.integers(1, 12))
-    values = st.floats(-3, 3, allow_nan=False)
-    leaf_values = [draw(values) for _ in range(n_leaves)]
-    batched = draw(st.lists(st.booleans(), min_size=n_leaves, max_size=n_leaves).filter(any))
-    arrays = {j: np.array(draw(st.lists(values, min_size=size, max_size=size)))
-              for j in range(n_leaves) if batched[j]}
-    steps = draw(st.lists(
-        st.tuples(st.sampled_from(UNARY + BINARY + ("powc",)), st.integers(0, 10**6),
-                  st.integers(0, 10**6), st.sampled_from([-1.5, 0.0, 2.0, 3.0])),
-        min_size=1, max_size=25))
-    return leaf_values, arrays, steps, size
+# Random programs with array leaves (tests/graphs.py): every op, powc among them.
+batched_graphs = graphs.batched(st.floats(-3, 3, allow_nan=False),
+                                graphs.steps(graphs.UNARY + graphs.BINARY + ("powc",),
+                                             [-1.5, 0.0, 2.0, 3.0]))
 
 
 def build(tape, leaf_values, steps):
     """(leaves, every node built, leaves first; the last is the output)."""
-    leaves = [tape.term(f"x{j}", v) for j, v in enumerate(leaf_values)]
-    nodes = list(leaves)
-    for name, i, j, c in steps:
-        a, b = nodes[i % len(nodes)], nodes[j % len(nodes)]
-        nodes.append(a ** c if name == "powc" else apply_op(name, a, b, c))
-    return leaves, nodes
+    nodes = graphs.build(tape.term, leaf_values, steps)
+    return nodes[:len(leaf_values)], nodes
 
 
 # Found by hypothesis: x2's per-sample gradients cancel within each sample to 1e-16, which the
@@ -119,7 +105,7 @@ CANCELLING = ([0.0, 1.5, 0.0], {2: np.array([1.0, 1.25])},
 
 
 @settings(max_examples=150, deadline=None)
-@given(graphs())
+@given(batched_graphs)
 @example(CANCELLING)
 def test_random_graphs_equal_per_sample_loop(graph):
     leaf_values, arrays, steps, size = graph
@@ -324,13 +310,11 @@ def test_zero_dimensional_array_is_a_number():
     assert tape.batch_size is None and x.data == 4.0
 
 
-@pytest.mark.parametrize("node", ["constant", "operation"])
-def test_set_array_on_non_leaf(node):
+def test_set_array_on_an_operation_node():  # on a constant: tests/test_kinds_errors.py
     tape = rg.Tape()
     x = tape.term("x", 1.0)
-    target = tape.constant(3.0) if node == "constant" else x + 1.0
     with pytest.raises(rg.TermWasNotValueError):
-        target.set([1.0, 2.0])
+        (x + 1.0).set([1.0, 2.0])
     assert tape.batch_size is None
 
 

@@ -170,3 +170,19 @@ def test_error_in_decorated_function_points_into_the_file():
 def test_missing_derive_of_non_callable():
     with pytest.raises(rg.BuilderError, match="not a function"):
         rg.rustograd("x = 1.\ny = g(x)", namespace={"g": 1.0, "g_derive": math.cos}, kind="tape")
+
+
+@pytest.mark.parametrize("kind", ["tape", "rc", "term"])
+def test_every_builtin_function_of_the_spec_builds_its_op(kind):
+    """Each built-in name (one per module function of the op spec) calls the fast op: the same
+    value as rg.<name> on numbers, and a node labelled by the op."""
+    from rustograd_cy.builder import BINARY_BUILTINS, UNARY_BUILTINS
+    assert {"sin", "atan", "log1p", "erf"} <= UNARY_BUILTINS and "atan2" in BINARY_BUILTINS
+    for name in sorted(UNARY_BUILTINS):
+        terms = rg.rustograd(f"x = 0.25\ny = {name}(x)", namespace={}, kind=kind)
+        assert terms.y.eval() == getattr(rg, name)(0.25), name
+        assert terms.y.name == f"{name}(x)"
+    for name in sorted(BINARY_BUILTINS - {"pow"}):
+        terms = rg.rustograd(f"x = 0.25\nz = 1.5\ny = {name}(x, z)", namespace={}, kind=kind)
+        assert terms.y.eval() == getattr(rg, name)(0.25, 1.5), name
+        assert terms.y.name == f"{name}(x, z)"

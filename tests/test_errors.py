@@ -100,16 +100,7 @@ def test_set_on_an_operation_node(setup):
     _still_works(tape, x, z, y)
 
 
-@pytest.mark.parametrize("make", [lambda t: t.zero(), lambda t: t.one(), lambda t: t.constant(2.5),
-                                  lambda t: t.constant(2.5, name="c")])
-def test_set_on_a_constant(setup, make):
-    tape, x, z, y = setup
-    constant = make(tape)
-    before = constant.data
-    with pytest.raises(TermWasNotValueError, match=r"tape.term\(\).*constant"):
-        constant.set(9.0)
-    assert constant.data == before
-    _still_works(tape, x, z, y)
+# set() on a constant: tests/test_kinds_errors.py, once for every kind and way to make one.
 
 
 @pytest.mark.parametrize("var", ["operation", "constant", "zero"])

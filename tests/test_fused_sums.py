@@ -5,12 +5,12 @@ gradients bit for bit equal to a per-sample loop, for every node, inner ones inc
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
+import graphs
 import rustograd_cy as rg
 from rustograd_cy import _tape
 from test_batch import assert_same, assert_summed, per_sample_derive, restore_threads  # noqa: F401
-from test_kinds import BINARY, UNARY, apply_op
+from graphs import apply_op
 
 
 @pytest.fixture(autouse=True)
@@ -83,31 +83,6 @@ def assert_like_per_sample(nodes, values, grads):
             assert_same(n.grad, grads[n])
 
 
-@st.composite
-def layered_graphs(draw):
-    """Leaves (some holding arrays), then steps: a random op, or one or two sums of terms built
-    interleaved (two chains adding to the same rows in turn cannot keep their order fused)."""
-    size = draw(st.integers(1, 20))
-    # 0 or 1e-3 <= |x| <= 3: a tinier x makes partials such as 1 / x so large that gradients summed
-    # in another order (as a batch sums a uniform node's) cancel differently; that is rounding, which
-    # test_batch covers, not what fusion changes.
-    magnitudes = st.floats(1e-3, 3)
-    values = st.one_of(st.just(0.0), magnitudes, magnitudes.map(lambda x: -x))
-    n_leaves = draw(st.integers(2, 5))
-    leaf_values = [draw(values) for _ in range(n_leaves)]
-    batched = draw(st.lists(st.booleans(), min_size=n_leaves, max_size=n_leaves).filter(any))
-    arrays = {j: np.array(draw(st.lists(values, min_size=size, max_size=size)))
-              for j in range(n_leaves) if batched[j]}
-    index = st.integers(0, 10**6)
-    term = st.tuples(index, index, st.sampled_from(["w*x", "x*w", "plain"]))
-    sums = st.tuples(st.just("sum"), st.lists(st.tuples(index, st.lists(term, min_size=1,
-                                                                        max_size=6)),
-                                              min_size=1, max_size=2), st.booleans())
-    ops = st.tuples(st.sampled_from(UNARY + BINARY), index, index)
-    steps = draw(st.lists(st.one_of(sums, ops), min_size=1, max_size=10))
-    return leaf_values, arrays, steps, size
-
-
 def build(tape, leaf_values, steps):
     """(leaves, every node built; the last is the output). A sum step's inner nodes join the pool
     of operands only when it says so (used again, they are no longer inner)."""
@@ -138,7 +113,7 @@ def build(tape, leaf_values, steps):
 
 
 @settings(max_examples=120, deadline=None)
-@given(layered_graphs())
+@given(graphs.layered())
 def test_fused_sweeps_equal_per_sample_loop_for_every_node(graph):
     leaf_values, arrays, steps, size = graph
     tape = rg.Tape()

@@ -3,7 +3,7 @@ negative inputs to log and sqrt, huge and tiny magnitudes, large exponents), and
 
 - the three term kinds with each other everywhere: values bit for bit (NaN matches NaN), gradients
   and derive() to rounding, infinities and NaNs in the same places;
-- a pure-Python oracle written here (textbook partials, in terms of the operands) and PyTorch in
+- the pure-Python oracle of tests/oracle.py (textbook partials, in terms of the operands) and PyTorch in
   float64 (when installed) where the graph is clean: every value, partial and adjoint finite and no
   op on a kink (relu/abs at 0, ties of maximum/minimum, pow/powc at base 0 or below, atan2 at the
   origin). Off clean graphs the conventions differ by design; the README's GUARANTEES lists how.
@@ -14,10 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import graphs as _graphs
+import oracle
 import rustograd_cy as rg
 
-UNARY = ["neg", "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "square"]
-BINARY = ["add", "sub", "mul", "div", "pow", "atan2", "maximum", "minimum"]
+UNARY, BINARY = list(oracle.UNARY), list(oracle.BINARY)
 EXPONENTS = [0.0, 1.0, 2.0, 3.0, -1.0, 0.5, -0.5, 2.5, 40.0, 1e3]
 EDGE_VALUES = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-300, -1e-300, 1e300, -1e300, 700.0, -750.0]
 
@@ -27,165 +28,35 @@ SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
 # -- the graphs -------------------------------------------------------------------------------------
 
 values = st.one_of(st.sampled_from(EDGE_VALUES), st.floats(-4.0, 4.0, allow_nan=False))
-step = st.one_of(
-    st.tuples(st.just("unary"), st.sampled_from(UNARY), st.integers(0, 10 ** 6)),
-    st.tuples(st.just("binary"), st.sampled_from(BINARY), st.integers(0, 10 ** 6), st.integers(0, 10 ** 6)),
-    st.tuples(st.just("powc"), st.sampled_from(EXPONENTS), st.integers(0, 10 ** 6)),
-    st.tuples(st.just("const"), st.sampled_from(["add", "mul", "div", "rsub"]), st.integers(0, 10 ** 6),
-              values),
-)
-graphs = st.tuples(st.lists(values, min_size=1, max_size=3), st.lists(step, min_size=1, max_size=12))
+# Every op on any earlier node (so graphs share subexpressions, x * x included), powers with edge
+# exponents, and numbers on either side (tests/graphs.py).
+graphs = _graphs.programs(values, st.one_of(
+    _graphs.steps(UNARY + BINARY, [0.0]),
+    _graphs.steps(["powc"], EXPONENTS),
+    _graphs.steps(["addc", "rmulc", "divc", "rsubc"], values),
+), leaves=(1, 3), length=(1, 12))
 
 
 def build(leaves, steps, make):
-    """The graph as terms made by `make(name, value)`; nodes[-1] is the output. Operands are
-    picked among all earlier nodes, so graphs share subexpressions (x * x included)."""
-    nodes = [make(f"x{k}", v) for k, v in enumerate(leaves)]
-    for s in steps:
-        pick = lambda r: nodes[r % len(nodes)]  # noqa: E731
-        kind = s[0]
-        if kind == "unary":
-            a = pick(s[2])
-            nodes.append(-a if s[1] == "neg" else getattr(a, s[1])())
-        elif kind == "binary":
-            a, b = pick(s[2]), pick(s[3])
-            op = s[1]
-            if op in ("add", "sub", "mul", "div"):
-                nodes.append({"add": a + b, "sub": a - b, "mul": a * b, "div": a / b}[op])
-            else:
-                nodes.append(getattr(a, op)(b))
-        elif kind == "powc":
-            nodes.append(pick(s[2]) ** s[1])
-        else:
-            a, c = pick(s[2]), s[3]
-            nodes.append({"add": lambda: a + c, "mul": lambda: c * a, "div": lambda: a / c,
-                          "rsub": lambda: c - a}[s[1]]())
-    return nodes
+    """The graph as terms made by `make(name, value)`; nodes[-1] is the output."""
+    return _graphs.build(make, leaves, steps)
 
 
-# -- the oracle: values with IEEE results, partials from the textbook -------------------------------
-
-def _div(a, b):
-    try:
-        return a / b
-    except ZeroDivisionError:
-        if a != a or a == 0.0:
-            return math.nan
-        return math.copysign(math.inf, a) * math.copysign(1.0, b)
-
-
-def _odd_int(b):
-    return math.isfinite(b) and b == math.floor(b) and b % 2 == 1
-
-
-def _pow(a, b):
-    try:
-        return math.pow(a, b)
-    except OverflowError:
-        return -math.inf if a < 0 and _odd_int(b) else math.inf
-    except ValueError:
-        if a == 0.0:
-            return -math.inf if math.copysign(1.0, a) < 0 and _odd_int(b) else math.inf
-        return math.nan
-
-
-def _libm(f):
-    def g(a):
-        try:
-            return f(a)
-        except ValueError:
-            return math.nan
-        except OverflowError:
-            return math.inf
-    return g
-
-
-def _log(a):
-    if a == 0.0:
-        return -math.inf
-    return math.nan if a < 0 else math.log(a)
-
-
-def _sqrt(a):
-    return math.nan if a < 0 else math.sqrt(a)
-
-
-def _sigmoid(a):
-    if a != a:
-        return a
-    if a >= 0:
-        return 1.0 / (1.0 + math.exp(-a))
-    e = math.exp(a)
-    return e / (1.0 + e)
-
-
-VALUE = {
-    "neg": lambda a: -a, "sin": _libm(math.sin), "cos": _libm(math.cos), "tan": _libm(math.tan),
-    "exp": _libm(math.exp), "log": _log, "sqrt": _sqrt, "tanh": math.tanh, "sigmoid": _sigmoid,
-    "relu": lambda a: 0.0 if a <= 0 else a, "abs": abs, "square": lambda a: a * a,
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": _div,
-    "pow": _pow, "powc": _pow, "atan2": math.atan2,
-    "maximum": lambda a, b: a + b if a != a or b != b else (a if a > b else b),
-    "minimum": lambda a, b: a + b if a != a or b != b else (a if a < b else b),
-}
-
-
-# tanh' and sigmoid' from the op's value (1 - t^2, s (1 - s)), as the library and PyTorch write
-# them: in the tails they round to 0 where the textbook 1/cosh^2 does not (the README's GUARANTEES).
-def _dtanh(a):
-    t = math.tanh(a)
-    return 1.0 - t * t
-
-
-def _dsigmoid(a):
-    s = _sigmoid(a)
-    return s * (1.0 - s)
-
-
-PARTIALS = {  # (d/da, d/db) from the operands
-    "neg": lambda a, b: (-1.0, 0.0),
-    "sin": lambda a, b: (math.cos(a), 0.0),
-    "cos": lambda a, b: (-math.sin(a), 0.0),
-    "tan": lambda a, b: (1.0 / math.cos(a) ** 2, 0.0),
-    "exp": lambda a, b: (_libm(math.exp)(a), 0.0),
-    "log": lambda a, b: (_div(1.0, a), 0.0),
-    "sqrt": lambda a, b: (_div(0.5, _sqrt(a)), 0.0),
-    "tanh": lambda a, b: (_dtanh(a), 0.0),
-    "sigmoid": lambda a, b: (_dsigmoid(a), 0.0),
-    "relu": lambda a, b: (1.0 if a > 0 else 0.0, 0.0),
-    "abs": lambda a, b: (1.0 if a > 0 else (-1.0 if a < 0 else 0.0), 0.0),
-    "square": lambda a, b: (a + a, 0.0),
-    "powc": lambda a, b: (0.0 if b == 0 else b * _pow(a, b - 1.0), 0.0),
-    "add": lambda a, b: (1.0, 1.0),
-    "sub": lambda a, b: (1.0, -1.0),
-    "mul": lambda a, b: (b, a),
-    "div": lambda a, b: (_div(1.0, b), _div(-a, b * b)),
-    "pow": lambda a, b: (0.0 if b == 0 else b * _pow(a, b - 1.0),
-                         0.0 if _pow(a, b) == 0 else _pow(a, b) * _log(a)),
-    "atan2": lambda a, b: (_div(b, a * a + b * b), _div(-a, a * a + b * b)),
-    "maximum": lambda a, b: _pick(a > b, b > a, a, b),
-    "minimum": lambda a, b: _pick(a < b, b < a, a, b),
-}
-
-
-def _pick(a_wins, b_wins, a, b):
-    if a_wins:
-        return 1.0, 0.0
-    if b_wins:
-        return 0.0, 1.0
-    if a == b:
-        return 0.5, 0.5
-    return (1.0, 0.0) if a != a else (0.0, 1.0)
-
+# -- the oracle: tests/oracle.py's rows (values with IEEE results, partials from the textbook) -------
 
 def _moderate(x):
     return x == 0.0 or 1e-150 < abs(x) < 1e150
 
 
 def _on_kink(op, a, b):
+    """On a kink or edge, or outside the range where the oracle's textbook partial and the core's
+    agree to rounding (its row's `safe`: saturated tanh and sigmoid, where 1 - t^2 rounds to 0
+    and 1 / cosh^2 does not, as the README's GUARANTEES says)."""
+    safe = oracle.OPS[op].safe
     return ((op in ("relu", "abs") and a == 0.0) or (op in ("maximum", "minimum") and a == b)
             or (op in ("pow", "powc") and a <= 0.0) or (op in ("sqrt", "log") and a <= 0.0)
-            or (op == "atan2" and a == 0.0 and b == 0.0))
+            or (op == "atan2" and a == 0.0 and b == 0.0)
+            or (safe is not None and not safe[0] < a < safe[1]))
 
 
 class Oracle:
@@ -212,11 +83,11 @@ class Oracle:
             if node[0] == "leaf":
                 vals.append(node[1])
             elif node[0] == "powc":
-                vals.append(_pow(vals[node[1]], node[3]))
+                vals.append(oracle.value("powc", vals[node[1]], node[3]))
             elif node[2] is None:
-                vals.append(VALUE[node[0]](vals[node[1]]))
+                vals.append(oracle.value(node[0], vals[node[1]]))
             else:
-                vals.append(VALUE[node[0]](vals[node[1]], vals[node[2]]))
+                vals.append(oracle.value(node[0], vals[node[1]], vals[node[2]]))
         grads, scale = [0.0] * n, [0.0] * n
         grads[output] = scale[output] = 1.0
         reached = [False] * n  # the output's cone: PyTorch runs every backward function in it
@@ -235,7 +106,7 @@ class Oracle:
             if _on_kink(op, va, vb):
                 clean = False
             try:
-                da, db = PARTIALS[op](va, vb)
+                da, db = oracle.partials(op, va, vb if b is not None or op == "powc" else None)
             except (ValueError, OverflowError):  # math's domain errors: not finite in C
                 da = db = math.nan
             if not (_moderate(da) and _moderate(db)):
@@ -276,6 +147,7 @@ class _ONode:
     def __rmul__(self, o): return self._bin("mul", o, True)  # noqa: E704
     def __truediv__(self, o): return self._bin("div", o)  # noqa: E704
     def __neg__(self): return self._un("neg")  # noqa: E704
+    def __abs__(self): return self._un("abs")  # noqa: E704
 
     def __pow__(self, c):
         """x ** c with a constant exponent: not differentiated in c."""
@@ -385,6 +257,7 @@ class _TorchTerm:
     def __rmul__(self, o): return _TorchTerm(self._t(o) * self.t)
     def __truediv__(self, o): return _TorchTerm(self.t / self._t(o))
     def __neg__(self): return _TorchTerm(-self.t)
+    def __abs__(self): return _TorchTerm(abs(self.t))
     def __pow__(self, c): return _TorchTerm(self.t ** c)
 
     def __getattr__(self, op):

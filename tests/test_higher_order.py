@@ -7,9 +7,10 @@ import pytest
 from numpy.polynomial import hermite_e
 from numpy.polynomial import polynomial as P
 
+import oracle
 import rustograd_cy as rg
-from rustograd_cy._tape import OPS, op_partials
-from rustograd_cy.derivatives import PARTIALS
+from rustograd_cy._ops import OP_CODES, OPS, op_partials
+from rustograd_cy.derivatives import RULES
 
 ORDERS = (1, 2, 3, 4)
 REL = 1e-12
@@ -159,12 +160,15 @@ def test_pow_through_both_operands():
         assert close(dxy.eval(), want, xv ** (yv - 1) * (1 + abs(yv * math.log(xv))))
 
 
-@pytest.mark.parametrize("name", sorted(PARTIALS))
+@pytest.mark.parametrize("name", sorted(RULES))
 def test_graph_rules_agree_with_the_numeric_table(name):
     """Each graph partial evaluates bit for bit to rg_partials (away from the convention points)."""
-    assert set(PARTIALS) == {n for n, arity, _ in OPS if arity > 0 and n != "apply"}
+    assert set(RULES) == {n for n, arity, _ in OPS if arity > 0 and n != "apply"}
     rng = np.random.default_rng(7)
-    for a, b in rng.uniform(0.2, 2.0, size=(20, 2)) * rng.choice([-1, 1], size=(20, 2)):
+    row = oracle.OPS.get(name)  # the reductions have no oracle row (identities in scalar mode)
+    points = [p if isinstance(p, tuple) else (p, 1.5) for p in (row.points if row else ())]
+    drawn = rng.uniform(0.2, 2.0, size=(20, 2)) * rng.choice([-1, 1], size=(20, 2))
+    for a, b in points + [tuple(ab) for ab in drawn]:
         a, b = float(a), float(b)
         if name in ("log", "sqrt"):
             a = abs(a)
@@ -177,17 +181,67 @@ def test_graph_rules_agree_with_the_numeric_table(name):
         elif name in ("batch_sum", "batch_mean"):  # reductions: identities in scalar mode
             node, operands = {"batch_sum": rg.sum, "batch_mean": rg.mean}[name](ta), [ta]
         elif dict((n, ar) for n, ar, _ in OPS)[name] == 1:
-            node, operands = getattr(ta, name)() if name != "neg" else -ta, [ta]
+            node, operands = tape._term_at(tape._push_node(OP_CODES[name], ta.index, ta.index)), [ta]
         else:
-            node = {"add": ta + tb, "sub": ta - tb, "mul": ta * tb, "div": ta / tb, "pow": ta ** tb}.get(name)
-            node = node if node is not None else getattr(ta, name)(tb)
-            operands = [ta, tb]
+            node, operands = tape._term_at(tape._push_node(OP_CODES[name], ta.index, tb.index)), [ta, tb]
         want = op_partials(name, a, b)
         for k, var in enumerate(operands):
             d = node.gen_graph(var)
-            assert d is not None
+            if name in oracle.INTERNAL:  # step functions: a structurally zero derivative
+                assert d is None
+            if d is None:  # structurally zero (x ** 0 too): the numeric partial must be 0
+                assert want[k] == 0.0, (name, a, b, k)
+                continue
             got = d.eval()
             assert got == want[k] or (math.isnan(got) and math.isnan(want[k])), (name, a, b, k)
+
+
+def _fd(f, x0):
+    h = 1e-6 * max(1.0, abs(x0))
+    if oracle.OPS.get(f.__name__) is not None and oracle.OPS[f.__name__].positive:
+        h = 1e-4 * x0
+    return (f(x0 + h) - f(x0 - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("name", oracle.UNARY)
+def test_second_derivative_of_every_unary_op_against_finite_differences(name):
+    """gen_graph twice against central differences of the oracle's first derivative, at the oracle's
+    points, and against derive() of the first derivative graph (forward mode through it)."""
+    row = oracle.OPS[name]
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    y = -x if name == "neg" else getattr(x, name)()
+    d1 = y.gen_graph(x)
+    d2 = d1.gen_graph(x) if d1 is not None else None
+
+    def slope(v):
+        return row.partials(v, v)[0]
+    slope.__name__ = name
+    for x0 in row.points:
+        x.set(x0)
+        got = 0.0 if d2 is None else d2.eval()
+        want = _fd(slope, x0)
+        assert math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-6), (name, x0, got, want)
+        if d2 is not None:
+            d1.eval()
+            assert math.isclose(d1.derive(x), got, rel_tol=1e-12, abs_tol=1e-300), (name, x0)
+
+
+@pytest.mark.parametrize("name", ["relu", "abs", "maximum", "minimum"])
+def test_derivative_graphs_of_the_kinks_are_table_ops(name):
+    """Their step functions are ops: no apply() node, so the graph runs in C, in batch mode too."""
+    tape = rg.Tape()
+    x, c = tape.term("x", 0.0), tape.term("c", 0.5)
+    y = getattr(x, name)(c) if name in ("maximum", "minimum") else getattr(x, name)()
+    before = len(tape)
+    d1 = y.gen_graph(x)
+    assert all(op != OP_CODES["apply"] for op, _, _, _ in tape._nodes(before, len(tape)))
+    xs = np.array([-1.0, -0.0, 0.0, 0.25, 0.5, 2.0, math.nan])
+    x.set(xs)
+    got = d1.eval()
+    want = [oracle.partials(name, v, 0.5)[0] for v in xs]
+    assert [float(g) for g in got] == want or all(
+        (g == w) or (math.isnan(g) and math.isnan(w)) for g, w in zip(got, want))
 
 
 def chain(n_steps):

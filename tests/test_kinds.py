@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import graphs
 import rustograd_cy as rg
-from rustograd_cy._tape import op_partials
+from rustograd_cy._ops import op_partials
 
 KINDS = ("tape", "rc", "term")
 
@@ -35,77 +36,16 @@ def same(x, y):
     return bits(x) == bits(y) or (math.isnan(x) and math.isnan(y))
 
 
-# -- random programs --------------------------------------------------------------------------------
+# -- random programs (tests/graphs.py) ---------------------------------------------------------------
 
-UNARY = ("neg", "sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "square")
-BINARY = ("add", "sub", "mul", "div", "pow", "atan2", "maximum", "minimum")
-MIXED = ("addc", "raddc", "subc", "rsubc", "mulc", "rmulc", "divc", "rdivc", "powc", "rpowc")
+UNARY, BINARY, APPLY = graphs.UNARY, graphs.BINARY, graphs.APPLY
 CONSTANTS = (0.0, 1.0, 2.0, -0.5, 3, np.float64(1.5))
-APPLY = {"atan": (math.atan, lambda v: 1.0 / (1.0 + v * v))}
-
-
-def apply_op(op, x, y, c):
-    """One step of a program on terms of any kind (x, y terms, c a number)."""
-    if op == "neg":
-        return -x
-    if op in UNARY:
-        return abs(x) if op == "abs" and c == 3 else getattr(x, op)()
-    if op == "add":
-        return x + y
-    if op == "sub":
-        return x - y
-    if op == "mul":
-        return x * y
-    if op == "div":
-        return x / y
-    if op == "pow":
-        return x ** y
-    if op in ("atan2", "maximum", "minimum"):
-        return getattr(rg, op)(x, y)
-    if op == "apply":
-        return x.apply("atan", *APPLY["atan"])
-    return {
-        "addc": lambda: x + c, "raddc": lambda: c + x, "subc": lambda: x - c,
-        "rsubc": lambda: c - x, "mulc": lambda: x * c, "rmulc": lambda: c * x,
-        "divc": lambda: x / c, "rdivc": lambda: c / x, "powc": lambda: x ** c,
-        "rpowc": lambda: rg.pow(c, x),
-    }[op]()
-
-
-def build(kind, leaves, steps):
-    make = leaf_maker(kind)
-    nodes = [make(f"x{i}", v) for i, v in enumerate(leaves)]
-    for op, i, j, c in steps:
-        nodes.append(apply_op(op, nodes[i], nodes[j], c))
-    return nodes
-
-
 values = st.floats(-3.0, 3.0, allow_nan=False).map(lambda v: round(v, 3))
+programs = graphs.programs(values, graphs.steps(UNARY + BINARY + graphs.MIXED + ("apply",), CONSTANTS))
 
 
-@st.composite
-def programs(draw, max_uses=None):
-    """(leaf values, steps); with max_uses, no node is an operand more than that many times."""
-    leaves = draw(st.lists(values, min_size=1, max_size=4))
-    uses = [0] * len(leaves)
-    steps = []
-    for _ in range(draw(st.integers(1, 14))):
-        free = [k for k, u in enumerate(uses) if max_uses is None or u < max_uses]
-        if not free:
-            break
-        op = draw(st.sampled_from(UNARY + BINARY + MIXED + ("apply",)))
-        i = draw(st.sampled_from(free))
-        uses[i] += 1
-        j = i
-        if op in BINARY:
-            free = [k for k, u in enumerate(uses) if max_uses is None or u < max_uses]
-            if not free:
-                break
-            j = draw(st.sampled_from(free))
-            uses[j] += 1
-        steps.append((op, i, j, draw(st.sampled_from(CONSTANTS))))
-        uses.append(0)
-    return leaves, steps
+def build(kind, leaves, steps, max_uses=None):
+    return graphs.build(leaf_maker(kind), leaves, steps, max_uses)
 
 
 def magnitudes(output):
@@ -127,7 +67,7 @@ def magnitudes(output):
 
 
 def check_parity(leaves, steps, exact_grads):
-    built = {kind: build(kind, leaves, steps) for kind in KINDS}
+    built = {kind: build(kind, leaves, steps, max_uses=2 if exact_grads else None) for kind in KINDS}
     n = len(built["tape"])
     for round_ in range(2):
         if round_ == 1:  # change a leaf: cached values must all be recomputed
@@ -164,13 +104,13 @@ PARITY = settings(max_examples=150, deadline=None, suppress_health_check=[Health
 
 
 @PARITY
-@given(programs())
+@given(programs)
 def test_random_expressions_agree_across_kinds(program):
     check_parity(*program, exact_grads=False)
 
 
 @PARITY
-@given(programs(max_uses=2))
+@given(programs)
 def test_gradients_agree_to_the_bit_when_each_node_is_used_at_most_twice(program):
     check_parity(*program, exact_grads=True)
 

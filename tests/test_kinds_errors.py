@@ -46,11 +46,25 @@ def test_set_on_an_operation_node():
 
 
 def test_set_on_a_constant():
+    """The one test of set() on a constant: every kind, the same error and message; on a tape every
+    way to make a constant (the preallocated 0 and 1, by value, named), with a number or an array;
+    the constant keeps its value and the tape stays usable, out of batch mode."""
     def scenario(make, kind):
         make("a", 1.0)._constant_like(2.5).set(3.0)
     cls, text = same_everywhere(scenario)
-    assert cls is rg.TermWasNotValueError
+    assert cls is rg.TermWasNotValueError and issubclass(cls, ValueError)
     assert text == "set() changes leaves made by <maker>; '2.5' is a constant"
+
+    tape = rg.Tape()
+    x = tape.term("x", 2.0)
+    y = x * x + 1.0
+    for constant in (tape.zero(), tape.one(), tape.constant(2.5), tape.constant(2.5, name="c")):
+        before = constant.data
+        for value in (9.0, [1.0, 2.0]):
+            with pytest.raises(rg.TermWasNotValueError, match=r"tape\.term\(\).*constant"):
+                constant.set(value)
+            assert constant.data == before and tape.batch_size is None
+    assert (y.eval(), y.derive(x)) == (5.0, 4.0)
 
 
 def test_derive_with_respect_to_an_operation_node():

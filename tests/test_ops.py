@@ -11,6 +11,7 @@ import pytest
 
 import oracle
 import rustograd_cy as rg
+from rustograd_cy._opspec import SPEC
 
 # The oracle's partials are written from other formulas than the core's (1 / cosh(x)^2 against
 # 1 - tanh(x)^2, ...); where those cancel (a saturated tanh or sigmoid) they differ by about one
@@ -25,10 +26,6 @@ def close(actual, expected, rel=1e-12, abs_=ABS_FLOOR):
     return math.isclose(actual, expected, rel_tol=rel, abs_tol=abs_)
 
 
-# Ops defined only for x > 0: their step must stay well inside (0, 2x).
-POSITIVE_DOMAIN = ("log", "sqrt")
-
-
 def central_difference(f, x, positive=False):
     """(f(x + h) - f(x - h)) / 2h with a step scaled to x, for functions of plain floats."""
     h = 1e-4 * x if positive else 1e-6 * max(1.0, abs(x))
@@ -40,23 +37,26 @@ def fd_close(actual, estimate):
     return math.isclose(actual, estimate, rel_tol=1e-6, abs_tol=1e-6)
 
 
+# -- the ops under test: every row of the spec, each with its oracle row ------------------------------
+
+#: Every op users reach, by arity, from the spec (the oracle row of each gives its test points).
+SPEC_UNARY = tuple(op.name for op in SPEC if op.method == "unary" or op.dunder == "neg")
+SPEC_BINARY = tuple(op.name for op in SPEC
+                    if op.kind == "op" and op.arity == 2 and op.name not in oracle.INTERNAL)
+
+
+def test_every_op_of_the_spec_has_its_oracle_row():
+    computed = {op.name for op in SPEC if op.kind == "op"}
+    assert computed == set(oracle.OPS)
+    assert set(SPEC_UNARY) == set(oracle.UNARY) and set(SPEC_BINARY) == set(oracle.BINARY)
+    assert set(oracle.INTERNAL) == {op.name for op in SPEC if op.kind == "op" and op.method is None
+                                    and op.dunder is None and not op.exponent}
+
+
 # -- unary ops ------------------------------------------------------------------------------------
 
-# Points inside each op's smooth domain, including edges (0, tiny, large, near poles).
-UNARY_POINTS = {
-    "neg": [-3.5, -0.0, 0.0, 1e-300, 2.0, 1e10],
-    "sin": [-3.7, -1.0, 0.0, 1e-8, 0.3, math.pi / 2, 2.5, 100.0],
-    "cos": [-3.7, -1.0, 0.0, 1e-8, 0.3, math.pi, 2.5, 100.0],
-    "tan": [-1.5, -0.5, 0.0, 0.7, 1.2, 1.5],
-    "exp": [-30.0, -1.0, 0.0, 1e-8, 0.5, 2.0, 10.0, 50.0],
-    "log": [1e-3, 0.1, 0.5, 1.0, math.e, 100.0, 1e8],
-    "sqrt": [1e-4, 0.25, 1.0, 2.0, 1e4, 1e12],
-    "tanh": [-20.0, -3.0, -0.5, 0.0, 1e-8, 0.5, 3.0, 8.0],
-    "sigmoid": [-40.0, -5.0, -0.5, 0.0, 1e-8, 0.5, 5.0, 30.0],
-    "relu": [-2.0, -1e-3, 1e-3, 0.5, 3.0],
-    "abs": [-2.0, -1e-3, 1e-3, 0.5, 3.0],
-    "square": [-3.0, -0.5, 0.0, 1e-3, 2.0, 1e5],
-}
+UNARY_POINTS = {name: oracle.OPS[name].points for name in SPEC_UNARY}
+POSITIVE_DOMAIN = tuple(name for name in SPEC_UNARY if oracle.OPS[name].positive)
 
 # The ways to write each unary op on a term.
 UNARY_FORMS = {
@@ -121,8 +121,7 @@ def test_builtin_abs_is_the_abs_op():
 
 # -- powc: a term raised to a number --------------------------------------------------------------
 
-POWC_POINTS = [(2.0, 3), (2.0, 3.0), (2.0, 0.5), (0.5, -2.0), (-1.5, 3), (-1.5, 2.0), (3.0, 1),
-               (1.7, -0.5), (1e-3, 2.5), (7.0, 0.0), (4.0, 1e-8)]
+POWC_POINTS = oracle.OPS["powc"].points
 POWC_FORMS = {
     "operator": lambda x, c: x ** c,
     "method": lambda x, c: x.pow(c),
@@ -147,30 +146,18 @@ def test_powc(x0, c, form):
 
 # -- binary ops -----------------------------------------------------------------------------------
 
-BINARY_POINTS = {
-    "add": [(1.5, -2.25), (0.0, 3.0), (-4.0, 0.1), (1e3, 1e-3)],
-    "sub": [(1.5, -2.25), (0.0, 3.0), (-4.0, 0.1), (1e3, 1e-3)],
-    "mul": [(1.5, -2.25), (0.0, 3.0), (-4.0, 0.1), (1e3, 1e-3)],
-    "div": [(1.0, 3.0), (-2.5, 0.5), (0.0, 2.0), (7.0, -1e-2), (1e-3, 1e3)],
-    "pow": [(2.0, 3.0), (0.5, -1.5), (3.0, 0.5), (1.0, 2.0), (10.0, 0.3), (1e-2, 1.5)],
-    "atan2": [(1.0, 1.0), (-1.0, 0.5), (2.0, -3.0), (0.0, 1.0), (0.5, -0.5), (-1e-3, 1e-3)],
-    "maximum": [(1.0, 2.0), (2.0, 1.0), (-3.0, -1e-3), (0.0, -0.5)],
-    "minimum": [(1.0, 2.0), (2.0, 1.0), (-3.0, -1e-3), (0.0, -0.5)],
-}
+BINARY_POINTS = {name: oracle.OPS[name].points for name in SPEC_BINARY}
 
-# Each binary op written with terms and numbers in any mix.
+# Each binary op written with terms and numbers in any mix: its operator, its module function and
+# (term on the left) its method, as the spec gives them.
+_OPERATORS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+              "truediv": lambda a, b: a / b, "pow": lambda a, b: a ** b}
 BINARY_FORMS = {
-    "add": {"operator": lambda a, b: a + b},
-    "sub": {"operator": lambda a, b: a - b},
-    "mul": {"operator": lambda a, b: a * b},
-    "div": {"operator": lambda a, b: a / b},
-    "pow": {"operator": lambda a, b: a ** b, "function": rg.pow},
-    "atan2": {"function": rg.atan2},
-    "maximum": {"function": rg.maximum},
-    "minimum": {"function": rg.minimum},
+    op.name: {**({"operator": _OPERATORS[op.dunder]} if op.dunder else {}),
+              **({"function": getattr(rg, op.name)} if op.function else {})}
+    for op in SPEC if op.name in SPEC_BINARY
 }
-# Methods need a term on the left.
-METHODS = {"pow": "pow", "atan2": "atan2", "maximum": "maximum", "minimum": "minimum"}
+METHODS = {op.name: op.name for op in SPEC if op.name in SPEC_BINARY and op.method}
 
 
 def _binary_cases():
@@ -373,18 +360,21 @@ def test_sigmoid_does_not_overflow_far_out():
 
 # -- module functions on plain numbers ------------------------------------------------------------
 
-MATH_EQUIVALENTS = {
-    "sin": math.sin, "cos": math.cos, "tan": math.tan, "exp": math.exp, "log": math.log,
-    "sqrt": math.sqrt, "tanh": math.tanh, "abs": math.fabs,
-}
+def _math_cases():
+    for name in SPEC_UNARY:
+        twin = getattr(math, "fabs" if name == "abs" else name, None)
+        if twin is not None:
+            for x0 in UNARY_POINTS[name]:
+                yield pytest.param(name, twin, x0, id=f"{name}-{x0!r}")
 
 
-@pytest.mark.parametrize("name", sorted(MATH_EQUIVALENTS))
-@pytest.mark.parametrize("x0", [0.25, 1, 2.5, 7.0])
-def test_module_function_on_a_number_is_maths(name, x0):
+@pytest.mark.parametrize("name,twin,x0", list(_math_cases()))
+def test_module_function_on_a_number_is_maths(name, twin, x0):
+    """rg.f(number) is math.f(number) to the bit, for every op with a twin of its name in math."""
     result = getattr(rg, name)(x0)
     assert type(result) is float
-    assert result == MATH_EQUIVALENTS[name](x0)
+    assert result == twin(x0)
+    assert result == oracle.value(name, x0)
 
 
 @pytest.mark.parametrize("x0", [-3, -0.5, 0.0, 0.5, 3])
