@@ -58,12 +58,15 @@ cdef class Tape:
                                str quantity) except -1
 
 
-cdef class _TapeOps:              # the op methods (generated from rustograd_cy/_opspec.py)
-    pass
-
-
-cdef class TapeTerm(_TapeOps):
+# A TapeTerm's fields live in its base _TapeOps (the op methods, generated from
+# rustograd_cy/_opspec.py), which holds the freelist: Cython keeps freelists on base classes only,
+# and TapeTerm adds no field, so the freelist serves every TapeTerm.
+cdef class _TapeOps:
     cdef readonly Tape tape         # the tape holding the node
     cdef readonly rg_index index    # the node's position on the tape
     cdef PyObject *_prev            # neighbours in the tape's list of untracked proxies (borrowed);
     cdef PyObject *_next            # both NULL while the proxy is tracked or first/last in the list
+
+
+cdef class TapeTerm(_TapeOps):      # its __dealloc__ leaves the tape's list of untracked proxies
+    pass

@@ -667,8 +667,7 @@ include "_tape_ops.pxi"
 
 
 @cython.final
-@cython.freelist(256)
-cdef class TapeTerm(_TapeOps):
+cdef class TapeTerm(_TapeOps):  # the freelist is _TapeOps's (see _tape.pxd)
     """A node of a `Tape`: combine terms with + - * / ** and the built-in functions, then
     `eval()`, `derive(var)` or `backprop()`. Made by `tape.term()`, never directly.
 

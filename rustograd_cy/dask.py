@@ -36,7 +36,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     ) from exc
 
 from rustograd_cy import _optim, optim
-from rustograd_cy._tape import OP_CODES, Tape, TapeTerm
+from rustograd_cy._ops import OP_CODES
+from rustograd_cy._tape import Tape, TapeTerm
 from rustograd_cy.errors import TapeMismatchError, TermWasNotValueError
 
 __all__ = ["value_and_grad", "fit", "DEFAULT_MAX_BYTES"]

@@ -136,7 +136,7 @@ def method_arg(op):
     return {"maximum": "other", "minimum": "other", "pow": "exponent"}.get(op.name, op.params[1])
 
 
-def gen_methods(spec, base, term):
+def gen_methods(spec, base, term, decorators=()):
     """The cdef class `base` holding every op's method and operator, for the term class `term`
     deriving from it. The module including it defines _unary(code, x), _binary(code, x, y) and
     _power(x, y) for its kind; `<term?>self` keeps a bare base instance (reachable through the MRO)
@@ -144,6 +144,7 @@ def gen_methods(spec, base, term):
     me = f"<{term}?>self"
     out = [f"# {MARK}.",
            f"# Included in the module of {term}, which derives from {base}.", "",
+           *decorators,
            f"cdef class {base}:",
            f'    """The operators and built-in functions of {term}: one method per op of the spec."""', ""]
     for op in spec.SPEC:
@@ -168,7 +169,7 @@ def gen_methods(spec, base, term):
             made = f"_power({me}, {{0}})" if op.method == "power" else f"_binary({op.code}, {me}, {{0}})"
             out += [f"def {op.name}(self, {arg}):", f'    """{_method_doc(op, arg)}"""',
                     f'    return method_result({made.format(arg)}, "{op.name}", {arg})  # {op.name}', ""]
-    head, body = out[:6], out[6:]
+    head, body = out[:6 + len(decorators)], out[6 + len(decorators):]
     return "\n".join(head + [("    " + line) if line else "" for line in body])
 
 
@@ -248,7 +249,8 @@ def outputs(root=ROOT):
     stub_note = f"# {MARK} (template: the .pyi.in next to it)\n"
     return {
         os.path.join(root, "src", "rg_ops_gen.h"): gen_c(spec),
-        os.path.join(pkg, "_tape_ops.pxi"): gen_methods(spec, "_TapeOps", "TapeTerm"),
+        os.path.join(pkg, "_tape_ops.pxi"): gen_methods(
+            spec, "_TapeOps", "TapeTerm", ("@cython.freelist(256)",)),
         os.path.join(pkg, "_node_ops.pxi"): gen_methods(spec, "_NodeOps", "_Node"),
         os.path.join(pkg, "_tape.pyi"): stub_note + fill_template(
             os.path.join(pkg, "_tape.pyi.in"),
