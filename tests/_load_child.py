@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 import rustograd_cy as rg
-from rustograd_cy._tape import OPS, _restore_tape
+from rustograd_cy._ops import OPS
+from rustograd_cy._tape import _restore_tape
 
 LEAF, CONST, APPLY = (next(k for k, op in enumerate(OPS) if op[0] == name)
                       for name in ("leaf", "const", "apply"))

@@ -149,12 +149,12 @@ def regression_cases():
     case("op 2-D", "op", lambda s: s.update(op=s["op"].reshape(1, -1)))
     case("lhs shorter", "lhs", lambda s: s.update(lhs=s["lhs"][:-1]))
     unary = next(i for i, (code, l, r, v) in enumerate(tape._nodes(0, n))
-                 if rg._tape.OPS[code][1] == 1 and code not in (OPS_BY_NAME["apply"], OPS_BY_NAME["powc"]))
+                 if rg._ops.OPS[code][1] == 1 and code not in (OPS_BY_NAME["apply"], OPS_BY_NAME["powc"]))
     case("a unary node with lhs != rhs", "rhs", at("rhs", unary, 0))
     return cases
 
 
-OPS_BY_NAME = rg._tape.OP_CODES
+OPS_BY_NAME = rg._ops.OP_CODES
 
 
 @pytest.fixture(scope="module")
