@@ -3,6 +3,8 @@ import ast
 import linecache
 import sys
 
+from rustograd_cy import _opspec
+
 
 class RustogradError(Exception):
     """Base class of every error this library raises on its own account."""
@@ -81,9 +83,9 @@ COMPARE_WITH_NUMBER = (
 )
 
 
-# The functions rg.<name> that build nodes, for naming the one to use instead of math.<name>.
-_RG_FUNCTIONS = frozenset(("sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs",
-                           "square", "pow", "atan2", "maximum", "minimum"))
+# The functions rg.<name> that build nodes, for naming the one to use instead of math.<name>: the
+# op spec's module functions.
+_RG_FUNCTIONS = frozenset(op.name for op in _opspec.SPEC if op.function)
 
 #: The transforms (rg.grad, ...) recording a function right now, innermost last (rustograd_cy.functional).
 TRACING = []

@@ -208,3 +208,24 @@ def test_gen_graph_of_a_mean_in_batch_mode():
 
 def test_module_docstring():
     assert doctest.testmod(reductions, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+
+
+def test_the_reductions_are_rows_of_the_spec_with_their_shipped_codes():
+    """batch_sum and batch_mean keep the codes main shipped them with (right after minimum: saved
+    tapes and pickles keep their meaning); the spec marks them so that no method or module function
+    is generated for them (rg.sum and rg.mean are reductions.py's), and the C table's reduction test
+    is derived from the same rows."""
+    from rustograd_cy import _ops, functions
+    from rustograd_cy._opspec import BY_NAME, SPEC
+
+    assert [op.name for op in SPEC[22:26]] == ["maximum", "minimum", "batch_sum", "batch_mean"]
+    assert (_ops.OP_CODES["batch_sum"], _ops.OP_CODES["batch_mean"]) == (24, 25)
+    assert [op.name for op in SPEC if op.kind == "reduction"] == ["batch_sum", "batch_mean"]
+    for name in ("batch_sum", "batch_mean"):
+        assert BY_NAME[name].method is None and not BY_NAME[name].function
+        assert name not in functions.__all__ and not hasattr(rg, name)
+        assert not hasattr(rg.TapeTerm, name) and not hasattr(rg.Term, name)
+    assert rg.sum is reductions.sum and rg.mean is reductions.mean
+    # In the scalar kernels both are the identity with partial exactly 1.
+    assert _ops.op_value("batch_mean", 2.5) == 2.5 and _ops.op_partials("batch_mean", 2.5) == (1.0, 0.0)
+    assert _ops.op_value("batch_sum", 2.5) == 2.5 and _ops.op_partials("batch_sum", 2.5) == (1.0, 0.0)
