@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: all build demo test bench test-asan clean
+.PHONY: all build demo test test-pythons docs bench test-asan clean
 
 all: test
 
@@ -12,9 +12,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Build tools first, then the package (editable, so the tests run against this tree) with its extras.
+# The editable install compiles nothing (RUSTOGRAD_NO_EXTENSIONS): `build` compiles, once.
 $(INSTALLED): pyproject.toml setup.py | $(PY)
-	$(PY) -m pip install --quiet "setuptools>=70" "Cython>=3" "numpy>=1.23"
-	$(PY) -m pip install --quiet --no-build-isolation -e ".[test,bench,examples,dask]"
+	$(PY) -m pip install --quiet "setuptools>=77" "Cython>=3" "numpy>=1.23"
+	RUSTOGRAD_NO_EXTENSIONS=1 $(PY) -m pip install --quiet --no-build-isolation -e ".[test,bench,examples,dask]"
 	touch $@
 
 # Recompiles only what changed since the last build.
@@ -27,6 +28,22 @@ demo: build
 
 test: build
 	$(PY) -m pytest tests
+
+# The suite on each CPython of PYTHONS (pyenv's, or pythonX.Y on PATH), each in its own .venv-X.Y with
+# the package installed from this tree's sdist with build isolation, as a user gets it.
+PYTHONS ?= 3.9 3.10 3.11 3.12 3.13
+test-pythons: $(INSTALLED)
+	bash .ci/test-pythons $(PYTHONS)
+
+# The HTML reference (every public name, from the docstrings) and the guide pages of docs/, into
+# docs/_build/html; Sphinx warnings are errors.
+docs: build $(VENV)/.docs-installed
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
+$(VENV)/.docs-installed: $(INSTALLED)
+	RUSTOGRAD_NO_EXTENSIONS=1 $(PY) -m pip install --quiet --no-build-isolation -e ".[docs]"
+	touch $@
 
 # Three tables: the term kinds on the bigdag workload, batched training loops, then fit steps on Dask
 # (a few minutes). Optional peers (CasADi, micrograd, PyTorch, JAX) join the tables when installed in .venv.
@@ -50,5 +67,5 @@ test-asan: $(INSTALLED)
 		status=$$?; $(PY) setup.py --quiet build_ext --inplace --force; exit $$status
 
 clean:
-	rm -rf build out rustograd_cy/*.so rustograd_cy/_tape.c *.egg-info
+	rm -rf build out dist docs/_build rustograd_cy/*.so rustograd_cy/*.c *.egg-info
 	rm -f src/rg_ops_gen.h rustograd_cy/_tape_ops.pxi rustograd_cy/_node_ops.pxi rustograd_cy/_tape.pyi rustograd_cy/_nodes.pyi rustograd_cy/functions.pyi

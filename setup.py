@@ -4,6 +4,8 @@ Environment switches:
   RUSTOGRAD_CHECKS=1    turn Cython's bounds/wraparound/initialized checks back on
   RUSTOGRAD_SANITIZE=1  build with -fsanitize=address,undefined (see `make test-asan`)
   RUSTOGRAD_VECTOR_MATH=0  build without vector math (libmvec), which is used when the toolchain has it
+  RUSTOGRAD_NO_EXTENSIONS=1  declare no extensions: the Makefile's editable install, after which
+                           `setup.py build_ext --inplace` compiles them once (not a second time)
 """
 import os
 import platform
@@ -27,6 +29,7 @@ opgen.generate(HERE)
 
 CHECKS = os.environ.get("RUSTOGRAD_CHECKS") == "1"
 SANITIZE = os.environ.get("RUSTOGRAD_SANITIZE") == "1"
+NO_EXTENSIONS = os.environ.get("RUSTOGRAD_NO_EXTENSIONS") == "1"
 
 DIRECTIVES = {
     "language_level": 3,
@@ -34,7 +37,8 @@ DIRECTIVES = {
     "wraparound": CHECKS,
     "initializedcheck": CHECKS,
     "cdivision": True,  # IEEE inf/nan instead of ZeroDivisionError
-    "embedsignature": True,  # so help() shows the signatures
+    "embedsignature": True,  # so help() shows the signatures,
+    "embedsignature.format": "python",  # written as Python (x: float), not C (double x)
 }
 
 # -fno-math-errno lets sqrt compile to one instruction; -ffp-contract=off keeps a*b+c unfused so the
@@ -100,7 +104,8 @@ def extension(name, sources):
 
 
 setup(
-    ext_modules=cythonize(
+    # RUSTOGRAD_NO_EXTENSIONS=1: see the docstring.
+    ext_modules=[] if NO_EXTENSIONS else cythonize(
         [
             extension("rustograd_cy._common", ["rustograd_cy/_common.pyx"]),
             extension("rustograd_cy._ops", ["rustograd_cy/_ops.pyx"]),

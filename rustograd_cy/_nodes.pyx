@@ -262,6 +262,12 @@ cdef class _Node(_NodeOps):
         _serials += 1
         self.serial = _serials
 
+    def __reduce__(self):
+        # Also keeps Cython from generating __reduce_cython__, which copied the clocks and serials
+        # of this process into the pickle.
+        raise TypeError(f"a {type(self).__name__} does not pickle (a node's caches and callables belong "
+                        "to this process): record the model on a Tape, which pickles with its terms")
+
     def __dealloc__(self):
         # CPython frees an object's references inside its dealloc, so dropping the head of a
         # 10^6-deep chain would recurse 10^6 times. Instead each node hands the operands it holds the
@@ -682,8 +688,13 @@ cdef int _drop_grads(_Order order) except -1:
     return 0
 
 
+# The docstring opens with the constructor's signature in CPython's text-signature form
+# (`Name(args)\n--\n`), which inspect.signature(), help() and the API reference read.
 cdef class RcTerm(_Node):
-    """A pointer-based term: each node holds its operands, so terms can be returned from functions
+    """RcTerm(name, value)\n--\n
+    A leaf named `name` holding the number `value`; operations on it make the other nodes.
+
+    A pointer-based term: each node holds its operands, so terms can be returned from functions
     and kept in objects freely. Values are computed lazily by eval() and cached; after a set(),
     eval() recomputes only what depends on the changed leaf.
 
@@ -706,7 +717,10 @@ cdef class RcTerm(_Node):
 
 
 cdef class Term(_Node):
-    """A reference-style term: each node holds its operands and computes its value as soon as it
+    """Term(name, value)\n--\n
+    A leaf named `name` holding the number `value`; operations on it make the other nodes.
+
+    A reference-style term: each node holds its operands and computes its value as soon as it
     is built (best for a calculation run once). After a set(), eval() recomputes the whole graph.
 
     >>> a, b = Term("a", 2.0), Term("b", 3.0)

@@ -70,8 +70,11 @@ cdef int _ready(Tape tape, int[::1] idx, bint own_grads) except -1:
     return 0
 
 
+# The docstring opens with the constructor's signature in CPython's text-signature form
+# (`Name(args)\n--\n`), which inspect.signature(), help() and the API reference read.
 cdef class SGD:
-    """Gradient descent with optional momentum, PyTorch's form: v = momentum * v + g; x -= lr * v.
+    """SGD(params, lr, momentum=0.0)\n--\n
+    Gradient descent with optional momentum, PyTorch's form: v = momentum * v + g; x -= lr * v.
 
     `params` are leaves of one tape; `lr` may be changed between steps (a schedule).
     """
@@ -87,6 +90,11 @@ cdef class SGD:
         self.tape, self._idx = gather(params)
         self.lr, self.momentum = lr, momentum
         self._velocity = np.zeros(self._idx.shape[0] if momentum else 1)
+
+    def __reduce__(self):
+        # Written out so that Cython generates no __reduce_cython__ (help() would list it).
+        raise TypeError(f"a {type(self).__name__} does not pickle: pickle its tape, and make a new "
+                        "optimizer over the loaded parameters")
 
     def step(self, grads=None):
         """Update every parameter from its gradient of the last backprop(); values become stale.
@@ -108,7 +116,8 @@ cdef class SGD:
 
 
 cdef class Adam:
-    """Adam, PyTorch's form (bias-corrected): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+    """Adam(params, lr=0.001, betas=(0.9, 0.999), eps=1e-08)\n--\n
+    Adam, PyTorch's form (bias-corrected): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
     x -= lr * m^ / (sqrt(v^) + eps), over leaves of one tape."""
     cdef readonly Tape tape         # the parameters' tape
     cdef int[::1] _idx              # their node indices
@@ -126,6 +135,11 @@ cdef class Adam:
         self._m = np.zeros(self._idx.shape[0])
         self._v = np.zeros(self._idx.shape[0])
         self.steps = 0
+
+    def __reduce__(self):
+        # Written out so that Cython generates no __reduce_cython__ (help() would list it).
+        raise TypeError(f"a {type(self).__name__} does not pickle: pickle its tape, and make a new "
+                        "optimizer over the loaded parameters")
 
     def step(self, grads=None):
         """Update every parameter from its gradient of the last backprop(); values become stale.

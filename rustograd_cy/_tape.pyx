@@ -52,9 +52,12 @@ cdef class _Cone:
         rg_plan_free(&self.plan)
 
 
+# The docstring opens with the constructor's signature in CPython's text-signature form
+# (`Name(args)\n--\n`), which inspect.signature(), help() and the API reference read.
 @cython.final
 cdef class Tape:
-    """An arena of nodes: leaves made by `term()`, operations appended by arithmetic on its terms.
+    """Tape()\n--\n
+    An arena of nodes: leaves made by `term()`, operations appended by arithmetic on its terms.
 
     >>> tape = Tape()
     >>> a, b = tape.term("a", 2.0), tape.term("b", 3.0)

@@ -10,6 +10,11 @@ import rustograd_cy as rg
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# `make test-pythons` runs the suite against the package installed in a venv, and says where it must be.
+_installed_in = os.environ.get("RUSTOGRAD_TEST_INSTALLED_IN")
+if _installed_in and not os.path.realpath(rg.__file__).startswith(os.path.realpath(_installed_in) + os.sep):
+    raise RuntimeError(f"the tests import rustograd_cy from {rg.__file__}, not from {_installed_in}")
+
 # Property tests never fail for being slow on a loaded machine, and in CI (CI=true) they draw the same
 # examples every run, so a landing cannot hinge on a lucky draw. Locally they explore new examples.
 settings.register_profile("local", deadline=None, suppress_health_check=[HealthCheck.too_slow])

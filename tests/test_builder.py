@@ -1,5 +1,6 @@
 """rg.rustograd(): the seed's macro example, the mapping of constructs, and the errors."""
 import math
+import sys
 
 import pytest
 
@@ -136,7 +137,9 @@ def test_tape_argument_builds_on_that_tape():
     ("x = 1.\ny = foo(x)", 2, 5, "unknown function 'foo'"),
     ("x = 1.\ny = x % 2", 2, 5, "unsupported operator"),
     ("x = 1.\n\nprint(x)", 3, 1, "unsupported statement"),
-    ("x = 1.\ny = (x +", 2, 5, "never closed"),
+    # Python 3.9's parser reports the end of the text instead of the open parenthesis.
+    ("x = 1.\ny = (x +", 2, 5, "never closed") if sys.version_info >= (3, 10) else
+    ("x = 1.\ny = (x +", 2, 9, "unexpected EOF"),
     ("x = 1.\ny = 'a' * x", 2, 5, "unsupported literal"),
     ("x = 1.\ny = x.sin()", 2, 5, "plain function names"),
     ("x = 1.\nx, y = x, x", 2, 1, "one plain name"),
