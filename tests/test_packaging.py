@@ -62,8 +62,10 @@ def test_the_sdist_holds_what_builds_and_nothing_built(sdist):
 
 
 def test_the_installed_wheel_holds_only_what_runs(installed):
+    # From outside the tree, whose rustograd_cy.egg-info (the editable install's) would answer instead.
+    outside = installed.parent
     record = run(installed, "-c", "import importlib.metadata as m; "
-                 "print('\\n'.join(str(f) for f in m.files('rustograd-cy')))").split()
+                 "print('\\n'.join(str(f) for f in m.files('rustograd-cy')))", cwd=outside).split()
     package = [f for f in record if f.startswith("rustograd_cy/")]
     for ext in EXTENSIONS:
         assert any(f.startswith(f"rustograd_cy/{ext}.") and f.endswith(".so") for f in package), ext
@@ -72,7 +74,8 @@ def test_the_installed_wheel_holds_only_what_runs(installed):
     assert "rustograd_cy/_tape.pxd" in package
     assert [f for f in package if f.endswith((".c", ".pyx", ".pxi", ".h"))] == []
     assert any(f.endswith(".dist-info/licenses/LICENSE") for f in record)
-    metadata = run(installed, "-c", "import importlib.metadata as m; print(m.metadata('rustograd-cy'))")
+    metadata = run(installed, "-c", "import importlib.metadata as m; print(m.metadata('rustograd-cy'))",
+                   cwd=outside)
     assert "License-Expression: MIT" in metadata
     assert "Programming Language :: Python :: 3.9" in metadata
 
