@@ -1,6 +1,13 @@
 """The package as a user gets it: the sdist holds what builds, `pip install <sdist>` (build isolation)
 works in a fresh venv, the wheel pip built there holds only what runs, and the README's quick tour
-runs against that install from outside this tree."""
+runs against that install from outside this tree.
+
+Installing compiles the whole package again (minutes on 2 cores), and `make test-pythons` (part of
+.ci/run) installs the sdist into fresh venvs already, so the checks run against those installs:
+.ci/test-pythons sets RUSTOGRAD_TEST_INSTALLED_IN (the venv) and RUSTOGRAD_TEST_SDIST (the sdist it
+installed). In `make test` the sdist check runs on a fresh sdist of the tree (no compile) and the
+install checks are skipped, unless RUSTOGRAD_TEST_PACKAGING=1 asks for an install of their own.
+"""
 import os
 import subprocess
 import sys
@@ -12,12 +19,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSIONS = ("_common", "_tape", "_nodes", "_optim")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(bool(os.environ.get("RUSTOGRAD_TEST_INSTALLED_IN")),
-                       reason="make test-pythons installs every copy it tests from the sdist already"),
-    pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="needs the source tree"),
-]
+INSTALLED_IN = os.environ.get("RUSTOGRAD_TEST_INSTALLED_IN")
+GIVEN_SDIST = os.environ.get("RUSTOGRAD_TEST_SDIST")
+
+pytestmark = pytest.mark.skipif(not (ROOT / "setup.py").exists(), reason="needs the source tree")
 
 
 def run(*args, cwd=None):
@@ -29,6 +34,9 @@ def run(*args, cwd=None):
 
 @pytest.fixture(scope="module")
 def sdist(tmp_path_factory):
+    """The sdist test-pythons installed, else a fresh one of this tree."""
+    if GIVEN_SDIST:
+        return Path(GIVEN_SDIST)
     out = tmp_path_factory.mktemp("dist")
     run(sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir", out, ROOT)
     (path,) = out.glob("rustograd_cy-*.tar.gz")
@@ -36,8 +44,15 @@ def sdist(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def installed(sdist, tmp_path_factory):
-    """A fresh venv with the sdist installed by pip, which builds it in an isolated environment."""
+def installed(tmp_path_factory, request):
+    """The python of a fresh venv with the sdist installed by pip, which builds it in an isolated
+    environment: test-pythons' venv, or (RUSTOGRAD_TEST_PACKAGING=1) one made here."""
+    if INSTALLED_IN:
+        return Path(INSTALLED_IN) / "bin" / "python"
+    if os.environ.get("RUSTOGRAD_TEST_PACKAGING") != "1":
+        pytest.skip("make test-pythons checks its installs from the sdist (RUSTOGRAD_TEST_PACKAGING=1: "
+                    "install one here, minutes)")
+    sdist = request.getfixturevalue("sdist")
     env = tmp_path_factory.mktemp("venv")
     run(sys.executable, "-m", "venv", env)
     python = env / "bin" / "python"
@@ -61,6 +76,7 @@ def test_the_sdist_holds_what_builds_and_nothing_built(sdist):
     assert built == set()
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_holds_only_what_runs(installed):
     # From outside the tree, whose rustograd_cy.egg-info (the editable install's) would answer instead.
     outside = installed.parent
@@ -80,6 +96,7 @@ def test_the_installed_wheel_holds_only_what_runs(installed):
     assert "Programming Language :: Python :: 3.9" in metadata
 
 
+@pytest.mark.slow
 def test_the_readme_quick_tour_runs_from_outside_the_tree(installed, tmp_path):
     (tmp_path / "README.md").write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
     where = run(installed, "-c", "import rustograd_cy; print(rustograd_cy.__file__)", cwd=tmp_path)
