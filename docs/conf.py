@@ -84,8 +84,10 @@ class PublicApi(SphinxDirective):
                 kind = _kind(obj)
                 if kind == "module":
                     text += [f".. automodule:: rustograd_cy.{name}", ""]
-                elif kind == "class" and obj.__module__ == "rustograd_cy._nodes":
-                    # RcTerm and Term inherit the whole term API from their compiled base class.
+                elif kind == "class" and any(b.__module__.startswith("rustograd_cy.")
+                                             for b in obj.__mro__[1:]):
+                    # The term classes inherit their API from compiled base classes (RcTerm and
+                    # Term from _Node; the op methods from a base generated from the op spec).
                     text += [f".. autoclass:: rustograd_cy.{name}", "   :inherited-members:", ""]
                 else:
                     text += [f".. auto{kind}:: rustograd_cy.{name}", ""]
