@@ -270,6 +270,10 @@ _NPZ_ARRAYS = ("op", "lhs", "rhs", "value", "valid", "grad", "array_leaves", "ar
 def _reference(func):
     """`module:qualname` of a module-level function (what save() stores), or None if it has none."""
     module = getattr(func, "__module__", None)
+    if module is None and isinstance(func, np.ufunc):
+        # numpy < 2.1's ufuncs have no __module__ (np.sin is numpy:sin); _saved_reference checks
+        # that the name leads back to the function, so another library's ufunc is still refused.
+        module = "numpy"
     qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None

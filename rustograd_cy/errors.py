@@ -147,6 +147,11 @@ def not_a_number_error(conversion="float"):
     `round(term)` (conversion "float", "int", "round"), or a function of numbers such as
     math.exp(term), which is named when the source shows it."""
     called = _called_function() if conversion == "float" else conversion
+    if called is None and TRACING:  # Python < 3.11 cannot name the call; still say why
+        return TypeError(f"inside rg.{TRACING[-1]}(f), f gets terms, not numbers, so a function of "
+                         f"numbers (math.sin, float, ...) cannot compute on them: build f from "
+                         f"arithmetic and the rg functions (rg.exp, rg.sin, ...), which the "
+                         f"transform can differentiate")
     if called is None:
         return TypeError(NOT_A_NUMBER)
     short = called.rsplit(".", 1)[-1]

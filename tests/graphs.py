@@ -45,11 +45,16 @@ def apply_op(op, x, y, c):
     if op == "rpowc":
         import rustograd_cy as rg
         return rg.pow(c, x)
-    return {
-        "addc": lambda: x + c, "raddc": lambda: c + x, "subc": lambda: x - c,
-        "rsubc": lambda: c - x, "mulc": lambda: x * c, "rmulc": lambda: c * x,
-        "divc": lambda: x / c, "rdivc": lambda: c / x, "powc": lambda: x ** c,
-    }[op]()
+    # numpy < 2.1 computes `np.float64 / term` by an object-dtype ufunc loop calling the term's
+    # __rtruediv__, then reports the floating-point flags the C kernel set (a Term computes at
+    # once: 1.5 / -0.0 = -inf) as a RuntimeWarning; numpy >= 2.1 defers to the term directly.
+    # The value is checked either way, against the other kinds.
+    with np.errstate(all="ignore"):
+        return {
+            "addc": lambda: x + c, "raddc": lambda: c + x, "subc": lambda: x - c,
+            "rsubc": lambda: c - x, "mulc": lambda: x * c, "rmulc": lambda: c * x,
+            "divc": lambda: x / c, "rdivc": lambda: c / x, "powc": lambda: x ** c,
+        }[op]()
 
 
 def steps(ops, constants):

@@ -7,6 +7,7 @@ the numbers it gave before.
 """
 import io
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -164,17 +165,26 @@ def test_module_functions_reject_non_numbers(bad):
         rg.pow(bad, 2.0)
 
 
+#: Python >= 3.11 has the source positions (co_positions) from which a message names the call.
+NAMES_CALLS = sys.version_info >= (3, 11)
+
+
 def test_a_term_is_not_a_float(g):
     # The message names the function called (when the source shows it) and what to use instead.
-    with raises(TypeError, "float(term): a term is not a number", "term.eval()"):
-        float(g.y)
-    with raises(TypeError, "math.sin(term): a term is not a number", "rg.sin(term)", "term.eval()"):
-        math.sin(g.y)
-    for fn in (math.exp, lambda t: math.exp(t)):
-        with raises(TypeError, "math.exp(term): a term is not a number", "rg.exp(term)"):
-            fn(g.y)
-    with raises(TypeError, "math.isclose(term): a term is not a number", "term.eval()"):
-        math.isclose(g.y, 1.0)
+    if NAMES_CALLS:
+        with raises(TypeError, "float(term): a term is not a number", "term.eval()"):
+            float(g.y)
+        with raises(TypeError, "math.sin(term): a term is not a number", "rg.sin(term)", "term.eval()"):
+            math.sin(g.y)
+        for fn in (math.exp, lambda t: math.exp(t)):
+            with raises(TypeError, "math.exp(term): a term is not a number", "rg.exp(term)"):
+                fn(g.y)
+        with raises(TypeError, "math.isclose(term): a term is not a number", "term.eval()"):
+            math.isclose(g.y, 1.0)
+    else:  # the call is not known: the message names none
+        for call in (float, math.sin, math.exp, lambda t: math.isclose(t, 1.0)):
+            with raises(TypeError, "a term is not a number", "term.eval()", "rg.sin(term)"):
+                call(g.y)
     with raises(TypeError, "int(term): a term is not a number", "int(term.eval())"):
         int(g.y)
     with raises(TypeError, "round(term): a term is not a number", "round(term.eval(), ndigits)"):
@@ -458,10 +468,16 @@ def test_functional_transforms_bad_use():
         rg.grad(lambda x: x, argnums=1)(1.0)
     with raises(TypeError, "f must return terms", "rg.sin(x)"):
         rg.grad(lambda x: "y")(1.0)
-    with raises(TypeError, "inside rg.grad(f), f gets terms", "math.sin()", "use rg.sin(x)"):
-        rg.grad(lambda x: math.sin(x))(1.0)
-    with raises(TypeError, "inside rg.hessian(f)", "math.exp()", "use rg.exp(x)", "np.exp(x)"):
-        rg.hessian(lambda v: math.exp(v[0]))([1.0, 2.0])
+    if NAMES_CALLS:
+        with raises(TypeError, "inside rg.grad(f), f gets terms", "math.sin()", "use rg.sin(x)"):
+            rg.grad(lambda x: math.sin(x))(1.0)
+        with raises(TypeError, "inside rg.hessian(f)", "math.exp()", "use rg.exp(x)", "np.exp(x)"):
+            rg.hessian(lambda v: math.exp(v[0]))([1.0, 2.0])
+    else:
+        with raises(TypeError, "inside rg.grad(f), f gets terms", "the rg functions"):
+            rg.grad(lambda x: math.sin(x))(1.0)
+        with raises(TypeError, "inside rg.hessian(f), f gets terms", "the rg functions"):
+            rg.hessian(lambda v: math.exp(v[0]))([1.0, 2.0])
     with raises(ValueError, "needs f to return a scalar"):
         rg.grad(lambda v: v * 2.0)(np.ones(3))
     with raises(TypeError, "followed by the vector v"):
