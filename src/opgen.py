@@ -249,9 +249,12 @@ def outputs(root=ROOT):
     stub_note = f"# {MARK} (template: the .pyi.in next to it)\n"
     return {
         os.path.join(root, "src", "rg_ops_gen.h"): gen_c(spec),
+        # auto_pickle(False): the term classes pickle (or refuse to) by their own __reduce__, and
+        # help() shows no __reduce_cython__ that Cython would otherwise generate on these bases.
         os.path.join(pkg, "_tape_ops.pxi"): gen_methods(
-            spec, "_TapeOps", "TapeTerm", ("@cython.freelist(256)",)),
-        os.path.join(pkg, "_node_ops.pxi"): gen_methods(spec, "_NodeOps", "_Node"),
+            spec, "_TapeOps", "TapeTerm", ("@cython.freelist(256)", "@cython.auto_pickle(False)")),
+        os.path.join(pkg, "_node_ops.pxi"): gen_methods(
+            spec, "_NodeOps", "_Node", ("@cython.auto_pickle(False)",)),
         os.path.join(pkg, "_tape.pyi"): stub_note + fill_template(
             os.path.join(pkg, "_tape.pyi.in"),
             {"TAPE_OPS": stub_methods(spec, "self", "TapeTerm", "_Operand")}),
