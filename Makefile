@@ -52,6 +52,7 @@ bench: build
 	$(PY) benchmarks/batch.py
 	$(PY) benchmarks/dask_steps.py
 	$(PY) benchmarks/mlp_sizes.py
+	$(PY) benchmarks/stream_memory.py
 
 # The extension rebuilt with AddressSanitizer and UBSan, the suite run against it (the interpreter is not
 # instrumented, so libasan is preloaded and leak reports are off), then the normal build restored.

@@ -11,7 +11,11 @@ Widths H = 16, 64, 128 and batches B = 100, 1000, 10000. In each cell the implem
 in one process, interleaved in blocks of calls (benchmarks/batch.median_ms_side_by_side), and the
 table shows medians in ms and each over the faster peer. Thread counts are printed above the table.
 
+Cells whose rows (nodes x B x 16 bytes) exceed rg.get_row_limit() stream (ours marked "s"); with
+--full-rows our step also runs on full rows (no streaming) side by side, in its own column.
+
     python benchmarks/mlp_sizes.py [--quick] [--widths 16,64] [--batches 100,1000] [--threads N]
+                                   [--full-rows] [--max-gb 4]
 """
 import argparse
 import os
@@ -67,8 +71,11 @@ def build(width):
     return tape, net.inputs, label, params, loss
 
 
-def ours(width, batch, threads):
-    """One SGD step of the batched tape, as a callable."""
+def ours(width, batch, threads, limit=None):
+    """One SGD step of the batched tape, as a callable; `limit`: the row limit (rg.set_row_limit)
+    its sweeps run under (None: the default), so full rows or streaming."""
+    limit = rg.get_row_limit() if limit is None else limit
+    before_limit = rg.set_row_limit(limit)
     points, labels = data(batch)
     tape, inputs, label, params, loss = build(width)
     if isinstance(loss, tuple):
@@ -76,10 +83,12 @@ def ours(width, batch, threads):
     inputs[0].set(points[:, 0])
     inputs[1].set(points[:, 1])
     label.set(labels)
+    rg.set_row_limit(before_limit)
     opt = rg.optim.SGD(params, lr=LR)
 
     def run():
         before = rg.get_num_threads()
+        before_limit = rg.set_row_limit(limit)
         rg.set_num_threads(threads)
         try:
             loss.eval()
@@ -87,7 +96,9 @@ def ours(width, batch, threads):
             opt.step()
         finally:
             rg.set_num_threads(before)
+            rg.set_row_limit(before_limit)
 
+    run.params, run.tape = params, tape  # (for the smoke test)
     return run
 
 
@@ -185,22 +196,35 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=rg.get_num_threads(),
                         help="threads for ours (rg.set_num_threads)")
     parser.add_argument("--max-gb", type=float, default=4.0,
-                        help="skip our cells whose batch rows would exceed this many GB")
+                        help="skip our full-rows cells whose batch rows would exceed this many GB")
+    parser.add_argument("--full-rows", action="store_true",
+                        help="also time ours with full rows (no streaming), side by side")
     args = parser.parse_args(argv)
     widths = [int(w) for w in args.widths.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"MLP 2-H-H-1 tanh, one full-batch SGD step (hinge + 1e-4 L2, float64); load {load}")
     print(thread_counts(args.threads))
-    print(f"{'H':>4} {'B':>6} {'ours ms':>9} {'torch ms':>9} {'jax ms':>9} {'ours/best peer':>15}")
+    limit = rg.get_row_limit()
+    print(f"row limit {limit / 2**20:.0f} MiB: cells whose rows exceed it stream (marked s)")
+    head = f"{'H':>4} {'B':>6} {'ours ms':>9} "
+    if args.full_rows:
+        head += f"{'ours full':>9} "
+    print(head + f"{'torch ms':>9} {'jax ms':>9} {'ours/best peer':>15}")
     for width in widths:
         for batch in batches:
             runs, repeats, skipped = {}, {}, None
-            need = row_bytes(width, batch) / 1e9
-            if need > args.max_gb:
+            rows = row_bytes(width, batch)
+            need, streamed = rows / 1e9, rows > limit
+            if need > args.max_gb and not streamed:
                 skipped = f"ours skipped: {need:.1f} GB of rows"
             else:
                 runs["ours"] = ours(width, batch, args.threads)
+            if args.full_rows:
+                if need > args.max_gb:
+                    skipped = f"full rows skipped: {need:.1f} GB"
+                else:
+                    runs["full"] = ours(width, batch, args.threads, float("inf"))
             for name, factory in (("torch", torch_step), ("jax", jax_step)):
                 try:
                     runs[name] = factory(width, batch)
@@ -209,7 +233,10 @@ def main(argv=None):
             n = repeats_for(width, batch, args.quick)
             medians = median_ms_side_by_side(runs, {k: n for k in runs})
             peers = [medians[k] for k in ("torch", "jax") if k in medians]
-            cells = [f"{medians[k]:9.3f}" if k in medians else f"{'-':>9}" for k in ("ours", "torch", "jax")]
+            names = ("ours", "full", "torch", "jax") if args.full_rows else ("ours", "torch", "jax")
+            cells = [f"{medians[k]:9.3f}" if k in medians else f"{'-':>9}" for k in names]
+            if streamed and "ours" in medians:
+                cells[0] = f"{medians['ours']:8.3f}s"
             ratio = f"{medians['ours'] / min(peers):14.2f}x" if "ours" in medians and peers else f"{'-':>15}"
             note = f"  ({skipped})" if skipped else ""
             print(f"{width:4d} {batch:6d} {' '.join(cells)} {ratio}{note}", flush=True)

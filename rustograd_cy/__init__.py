@@ -13,6 +13,7 @@ from rustograd_cy.anomaly import detect_anomaly, is_anomaly_enabled
 from rustograd_cy._tape import (Tape, TapeTerm, get_num_threads, get_vector_math, set_num_threads,
                                 set_vector_math)
 from rustograd_cy._tape import blas_info, get_blas, set_blas
+from rustograd_cy._tape import get_row_limit, set_row_limit
 from rustograd_cy.builder import Terms, rustograd
 from rustograd_cy.errors import (
     BuilderError,
@@ -34,7 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Tape", "TapeTerm", "RcTerm", "Term", "dot", "viz", "nn", "optim",
     "get_num_threads", "set_num_threads", "get_vector_math", "set_vector_math",
-    "set_blas", "get_blas", "blas_info",
+    "set_blas", "get_blas", "blas_info", "set_row_limit", "get_row_limit",
     "rustograd", "Terms", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
     "detect_anomaly", "is_anomaly_enabled",
     "BuilderError", "GradGraphMissingError", "NonFiniteError", "RustogradError", "TapeMismatchError",

@@ -12,9 +12,245 @@ import os
 import warnings
 
 import numpy as np
+from rustograd_cy.errors import NonFiniteError as _NonFiniteError
 from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 
 cdef int _num_threads = 1
+
+# -- streaming (rg_stream_batch in src/rg_batch.c) -------------------------------------------------
+# A tape whose rows for all its nodes (nodes x B x 16 bytes: a value and a gradient per sample) would
+# take more than _row_limit bytes holds no rows: eval() and backprop() stream the batch chunk by
+# chunk, and B-long arrays are kept only for what the user reads (see _Stream).
+cdef double _row_limit = 256.0 * 1024 * 1024
+cdef int64_t _stream_chunk = 0  # TESTS: samples per streamed chunk (0: chosen by the C sweep)
+
+
+def set_row_limit(nbytes):
+    """The most bytes a batched tape's rows may take: every node's B values and B gradients,
+    nodes x B x 16 bytes (default 256 MiB). A tape over it streams: eval() and backprop() run the
+    batch a chunk of samples at a time (about a thousand; each thread holds one chunk's rows), and
+    keep B-long arrays only for the swept output's values, the array leaves' gradients and the nodes
+    named by tape.keep(). 0 streams every batch; float("inf") never. Returns the previous limit.
+
+    See docs/batch.md ("Streaming") for what a streamed tape can and cannot read.
+    """
+    global _row_limit
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, float)):
+        raise TypeError(f"set_row_limit() takes a number of bytes, not {type(nbytes).__name__}")
+    if not nbytes >= 0:
+        raise ValueError(f"set_row_limit() needs nbytes >= 0, got {nbytes}")
+    before = get_row_limit()
+    _row_limit = nbytes
+    return before
+
+
+def get_row_limit():
+    """The row limit in bytes (set_row_limit()): an int, or inf."""
+    return int(_row_limit) if _row_limit < float("inf") else _row_limit
+
+
+def _test_stream_chunk(int64_t n):
+    """TESTS ONLY: samples per chunk of streamed sweeps (0: the sweep's own choice)."""
+    global _stream_chunk
+    if n < 0:
+        raise ValueError("chunk >= 0")
+    _stream_chunk = n
+
+
+def _test_streamed(Tape tape):
+    """TESTS ONLY: (whether the tape's batch is streamed, samples per chunk of its last streamed
+    sweep or None)."""
+    st = tape._stream
+    return bool(tape.b.streamed), (st.chunk if st is not None else None)
+
+
+class _Stream:
+    """A batched tape's arrays outside the rows: `leaf` (node -> its data, a private copy of what
+    set() got), and, while the tape streams, `values` (node -> (epoch, B values) kept by eval()),
+    `grads` (node -> B gradients kept by the last backprop()), `grad_cone` (that backprop's cone);
+    `keep` the nodes tape.keep() named; `chunk` the last streamed sweep's samples per chunk."""
+    __slots__ = ("leaf", "values", "grads", "grad_cone", "keep", "chunk")
+
+    def __init__(self):
+        self.leaf = {}
+        self.values = {}
+        self.grads = {}
+        self.grad_cone = None
+        self.keep = set()
+        self.chunk = None
+
+
+cdef int _new_stream(Tape tape) except -1:
+    """A fresh _Stream for a new batch (or scalar mode); tape.keep()'s nodes stay named."""
+    keep = tape._stream.keep if tape._stream is not None else set()
+    tape._stream = _Stream()
+    tape._stream.keep = keep
+    return 0
+
+
+cdef object _st(Tape tape):
+    if tape._stream is None:
+        tape._stream = _Stream()
+    return tape._stream
+
+
+cdef bint _stream_wanted(Tape tape, int64_t size, int64_t nodes):
+    """Whether rows of `nodes` nodes for `size` samples exceed the limit (the tape then streams)."""
+    return <double>size * 16.0 * <double>nodes > _row_limit
+
+
+cdef int _go_streamed(Tape tape) except -1:
+    """Drops the rows (the leaves' data stay in _Stream.leaf). Every computed value is stale
+    after, as after a set(), and the gradients are dropped."""
+    rg_batch_set_streamed(&tape.b, 1)
+    tape._hollow_values = None
+    tape._hollow_grads = None
+    tape._next_epoch()
+    _drop_grads(tape)
+    return 0
+
+
+cdef int _go_full(Tape tape, str why) except -1:
+    """Allocates every reserved node's rows and copies the leaves' data in; values are stale
+    after, gradients dropped. MemoryError (saying `why` rows are needed) if they do not fit."""
+    cdef int err = rg_batch_set_streamed(&tape.b, 0)
+    cdef const double[::1] view
+    if err:
+        need = tape.b.rows * tape.b.size * 16 / 2**30
+        raise MemoryError(
+            f"{why} needs every node's row of {tape.b.size} samples ({need:.2f} GiB for "
+            f"{tape.b.rows} nodes), which could not be allocated; streaming (rg.set_row_limit()) "
+            f"covers eval() and backprop() of outputs without apply() nodes or callbacks")
+    for i, arr in _st(tape).leaf.items():
+        if i < tape.b.rows:
+            view = arr
+            memcpy(tape.b.value + <int64_t>i * tape.b.size, &view[0],
+                   <size_t>tape.b.size * sizeof(double))
+    tape._next_epoch()
+    _drop_grads(tape)
+    return 0
+
+
+cdef int _refuse_streamed(Tape tape, str what) except -1:
+    if tape.b.streamed:
+        raise ValueError(
+            f"{what} needs every node's row of the batch, and this tape streams its {tape.b.size} "
+            f"samples (its rows would take {tape.c.size * tape.b.size * 16 / 2**20:.0f} MiB, over "
+            f"rg.get_row_limit() = {get_row_limit()}); raise the limit with rg.set_row_limit() "
+            f"(then eval() again), or use eval()/backprop()")
+    return 0
+
+
+def _keep(Tape tape, terms):
+    """tape.keep()'s body: the nodes whose rows streamed sweeps keep."""
+    cdef TapeTerm term
+    nodes = set()
+    for x in terms:
+        if type(x) is not TapeTerm:
+            raise TypeError(f"keep() takes terms of this tape, not {type(x).__name__}")
+        term = x
+        if term.tape is not tape:
+            raise TapeMismatchError("keep() got a term of another tape")
+        nodes.add(term.index)
+    _st(tape).keep = nodes
+
+
+cdef int _raise_stream_bad(Tape tape, _Cone cone, rg_stream *st, str caller) except -1:
+    """The anomaly check's NonFiniteError for what a streamed sweep found (st.bad_pos >= 0),
+    worded as _scan_batch words it for full rows."""
+    cdef rg_index i = cone.idx[st.bad_pos]
+    quantity = "gradient" if st.bad_grad else "value"
+    if st.bad_sample >= 0:
+        where = f"{caller} (sample {st.bad_sample} of the batch)"
+    else:
+        where = f"{caller} ({'the same for every sample' if quantity == 'value' else 'summed over the batch'})"
+    op = OPS[tape.c.op[i]][0]
+    raise non_finite_error(where, quantity, i, tape._label(i), op, st.bad_value)
+
+
+cdef object _stream_rows(Tape tape, _Cone cone, list nodes, rg_stream_row **out):
+    """B-long float64 arrays for `nodes` (new ones, or the leaves' data), as rg_stream_rows in
+    *out (malloc'ed; the caller frees it); returns the arrays (keep them alive while C reads them)."""
+    cdef Py_ssize_t k, n = len(nodes)
+    cdef double[::1] view
+    cdef rg_stream_row *rows = <rg_stream_row *>malloc(<size_t>(n if n > 0 else 1) * sizeof(rg_stream_row))
+    if rows == NULL:
+        raise MemoryError("no memory for the streamed sweep's list of rows")
+    arrays = []
+    try:
+        for k in range(n):
+            arr = nodes[k][1]
+            view = arr
+            rows[k].node = nodes[k][0]
+            rows[k].data = &view[0]
+            arrays.append(arr)
+    except BaseException:
+        free(rows)
+        raise
+    out[0] = rows
+    return arrays
+
+
+cdef int _stream_sweep(Tape tape, _Cone cone, rg_index output, bint reverse, int threads) except -1:
+    """eval() (reverse False) or backprop() of a streamed tape's apply-free, unstaged cone."""
+    cdef const rg_plan *plan = _plan(tape, cone)
+    cdef rg_stream st
+    cdef rg_stream_row *inputs = NULL
+    cdef rg_stream_row *values = NULL
+    cdef rg_stream_row *grads = NULL
+    cdef int64_t size = tape.b.size
+    cdef int err = 0
+    cdef rg_index i
+    cdef bint check = tape._check_finite or anomaly_on()
+    state = _st(tape)
+    leaves = [(i, state.leaf[i]) for i in sorted(tape._array_leaves) if _in_cone(cone, i)]
+    kept = [i for i in sorted(state.keep) if _in_cone(cone, i) and tape.b.varying[i]
+            and i not in tape._array_leaves]
+    wanted_values = [] if reverse else sorted(set(kept) | ({output} if tape.b.varying[output] and
+                                                            output not in tape._array_leaves else set()))
+    wanted_grads = sorted(set(kept) | {i for i, _ in leaves}) if reverse else []
+    value_rows = [(i, np.empty(size)) for i in wanted_values]
+    grad_rows = [(i, np.empty(size)) for i in wanted_grads]
+    memset(&st, 0, sizeof(st))
+    try:
+        keep_in = _stream_rows(tape, cone, leaves, &inputs)
+        keep_v = _stream_rows(tape, cone, value_rows, &values)
+        keep_g = _stream_rows(tape, cone, grad_rows, &grads)
+        st.inputs = inputs
+        st.values = values
+        st.grads = grads
+        st.n_inputs = len(leaves)
+        st.n_values = len(value_rows)
+        st.n_grads = len(grad_rows)
+        st.chunk = _stream_chunk
+        st.fill_inner = len(kept) > 0
+        st.check = check
+        if reverse:
+            _first_reach(tape, cone)
+        with nogil:
+            err = rg_stream_batch(&tape.c, &tape.b, plan, cone.idx, cone.first if reverse else NULL,
+                                  cone.n, threads, &st, reverse)
+        if err:
+            raise MemoryError("no memory for the streamed sweep's rows and scratch space")
+    finally:
+        free(inputs)
+        free(values)
+        free(grads)
+    state.chunk = st.chunk_used if st.chunk_used > 0 else None
+    if reverse:
+        state.grads = dict(grad_rows)
+        state.grad_cone = cone
+    else:
+        # (values of an older epoch are stale: drop them, so a loop over outputs holds no more)
+        state.values = {i: v for i, v in state.values.items() if v[0] == tape.c.epoch}
+        for i, arr in value_rows:
+            state.values[i] = (tape.c.epoch, arr)
+        with nogil:
+            rg_stamp_cone(&tape.c, cone.idx, cone.n, tape.c.epoch)
+        cone.valid_epoch = tape.c.epoch
+    if check and st.bad_pos >= 0:
+        _raise_stream_bad(tape, cone, &st, "backprop()" if reverse else "eval()")
+    return 0
 
 
 # -- the BLAS for dense layers (src/rg_plan.h's dense groups) --------------------------------------
@@ -220,6 +456,9 @@ cdef int _drop_grads(Tape tape) except -1:
     memset(tape.c.grad, 0, <size_t>tape.c.size * sizeof(double))
     tape._grad_output = -1
     tape._hollow_grads = None
+    if tape._stream is not None:
+        tape._stream.grads = {}
+        tape._stream.grad_cone = None
     return 0
 
 
@@ -251,10 +490,27 @@ cdef inline bint _varies(Tape tape, rg_index i):
 
 cdef object _batch_values(Tape tape, rg_index i):
     """Node i's B values as a new ndarray: its row, or its one value repeated (eval()'s result, and
-    what a callable gets)."""
+    what a callable gets). A streamed tape's: its kept array (ValueError if none)."""
+    if _varies(tape, i) and tape.b.streamed:
+        return _kept_values(tape, i).copy()
     if _varies(tape, i):
         return _row(tape.b.value, tape.b.size, i)
     return np.full(tape.b.size, tape.c.value[i])
+
+
+cdef object _kept_values(Tape tape, rg_index i):
+    """A streamed tape's B values of varying node i (current: check its stamp first)."""
+    state = _st(tape)
+    if i in state.leaf:
+        return state.leaf[i]
+    kept = state.values.get(i)
+    if kept is not None and kept[0] == tape.c.epoch:
+        return kept[1]
+    raise ValueError(
+        f"{tape._label(i)!r} (node {i}) has no per-sample values to read: this tape streams its "
+        f"{tape.b.size} samples (rows over rg.get_row_limit()), and keeps B values only of the "
+        f"outputs eval() swept, the array leaves and the nodes named by tape.keep(); call "
+        f"tape.keep(term) and eval() again, or raise the limit with rg.set_row_limit()")
 
 
 cdef bint _reduced(Tape tape, rg_index i) except -1:
@@ -310,15 +566,23 @@ cdef int _set_array(Tape tape, rg_index index, object value) except -1:
                 f"change the batch size, set every array leaf to a number first"
             )
         # Allocate the new rows before dropping anything, so a failure leaves the tape as it was.
+        # Rows over the limit are not allocated: the batch streams.
         memset(&fresh, 0, sizeof(fresh))
         fresh.size = size
+        fresh.streamed = _stream_wanted(tape, size, tape.c.size)
         _reserve_in(&fresh, tape.c.size)
+        data = np.array(arr, dtype=np.float64, copy=True)  # (before the tape changes: may fail)
         rg_batch_free(&tape.b)
         tape.b = fresh
+        _new_stream(tape)
         _drop_grads(tape)
     else:
         _reserve_rows(tape, tape.c.size)
-    memcpy(tape.b.value + <int64_t>index * size, &view[0], <size_t>size * sizeof(double))
+        data = np.array(arr, dtype=np.float64, copy=True)
+    # The leaf's data, kept outside the rows too (a streamed tape has none; _go_full copies back).
+    _st(tape).leaf[index] = data
+    if not tape.b.streamed:
+        memcpy(tape.b.value + <int64_t>index * size, &view[0], <size_t>size * sizeof(double))
     if not tape.b.fixed[index]:
         tape.b.fixed[index] = 1
         _array_leaves_changed(tape)
@@ -340,10 +604,12 @@ cdef int _set_scalar(Tape tape, rg_index index, double v) except -1:
     if index in tape._array_leaves:
         tape._array_leaves.discard(index)
         tape.b.fixed[index] = 0
+        _st(tape).leaf.pop(index, None)
         _array_leaves_changed(tape)
         if not tape._array_leaves:  # the last array leaf: back to scalar mode
             rg_batch_free(&tape.b)
             _drop_grads(tape)
+            _new_stream(tape)
     return 0
 
 
@@ -396,6 +662,9 @@ cdef const rg_plan *_plan(Tape tape, _Cone cone) except NULL:
 cdef int _fill_values(Tape tape, _Cone unless=None) except -1:
     """Writes the value rows a fused eval() left unwritten (unless that was `unless`'s eval), before
     they are read or their chains' operands change."""
+    if tape.b.streamed:
+        tape._hollow_values = None
+        return 0
     if tape._hollow_values is not None and tape._hollow_values is not unless:
         rg_fill_inner_values(&tape.c, &tape._hollow_values.plan, &tape.b)
         tape._hollow_values = None
@@ -404,6 +673,9 @@ cdef int _fill_values(Tape tape, _Cone unless=None) except -1:
 
 cdef int _fill_grads(Tape tape) except -1:
     """Writes the gradient rows a fused backprop() left unwritten, before they are read."""
+    if tape.b.streamed:
+        tape._hollow_grads = None
+        return 0
     if tape._hollow_grads is not None:
         rg_fill_inner_grads(&tape._hollow_grads.plan, &tape.b)
         tape._hollow_grads = None
@@ -420,6 +692,24 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
     cdef int err = 0
     tape._check_idle()
     _prepare(tape, output)
+    # Streamed or full rows (set_row_limit()): a cone the C sweeps run alone, on a tape whose rows
+    # would exceed the limit, streams; any other needs full rows. A switch makes values stale.
+    cdef bint streamable = callback is None and not cone.has_apply and not _plan(tape, cone).staged
+    if streamable and _stream_wanted(tape, size, tape.c.size):
+        if not tape.b.streamed:
+            _go_streamed(tape)
+        tape._take()
+        try:
+            _stream_sweep(tape, cone, output, False, threads)
+        finally:
+            tape._busy = False
+        return 0
+    if tape.b.streamed:
+        _go_full(tape, "eval() with a callback" if callback is not None else
+                 "eval() of an output with apply() nodes" if cone.has_apply else
+                 "eval() of a node that varies and reads rg.mean()/rg.sum()" if not streamable
+                 else "eval()")
+    epoch = tape.c.epoch
     _fill_values(tape, unless=cone)  # (this cone's own are written by this sweep, or stay unwritten)
     tape._take()
     try:
@@ -508,6 +798,8 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
     tape._require_values(cone, "backprop()")
     tape._check_idle()
     _prepare(tape, output)
+    if tape.b.streamed:
+        return _backward_streamed(tape, cone, output, callback, threads)
     _fill_values(tape, unless=cone)
     tape._hollow_grads = None
     tape._take()
@@ -561,6 +853,27 @@ cdef int _backward_batch(Tape tape, rg_index output, object callback) except -1:
     return 0
 
 
+cdef int _backward_streamed(Tape tape, _Cone cone, rg_index output, object callback,
+                            int threads) except -1:
+    """backprop() of a streamed tape: each chunk forward and back (rg_stream_batch)."""
+    if callback is not None or cone.has_apply or _plan(tape, cone).staged:
+        _refuse_streamed(tape, "backprop() with a callback" if callback is not None else "backprop()")
+    tape._take()
+    try:
+        if tape._grad_output != output:
+            memset(tape.c.grad, 0, <size_t>tape.c.size * sizeof(double))
+        tape._grad_output = output
+        _stream_sweep(tape, cone, output, True, threads)
+    except _NonFiniteError:
+        raise  # the gradients stay, for a look at them
+    except BaseException:
+        _drop_grads(tape)
+        raise
+    finally:
+        tape._busy = False
+    return 0
+
+
 cdef int _first_reach(Tape tape, _Cone cone) except -1:
     """The cone's rg_first_reach flags, made once (a cone's nodes never change)."""
     if cone.first != NULL:
@@ -589,6 +902,7 @@ cdef object _tangent_batch(Tape tape, rg_index output, rg_index var):
     tape._require_values(cone, "derive()")
     tape._check_idle()
     _prepare(tape, output)
+    _refuse_streamed(tape, "derive()")
     if _plan(tape, cone).n_reductions > 0:
         raise NotImplementedError(
             f"derive() of {tape._label(output)!r} goes through a reduction over the batch "
@@ -634,6 +948,8 @@ cdef object _batch_data(Tape tape, rg_index i):
     cdef int op = tape.c.op[i]
     if not rg_is_leaf(op) and tape.c.stamp[i] != tape.c.epoch:
         return None
+    if _varies(tape, i) and tape.b.streamed:
+        return _kept_values(tape, i).copy()
     if _varies(tape, i):
         _fill_values(tape)
         return _row(tape.b.value, tape.b.size, i)
@@ -646,10 +962,26 @@ cdef object _batch_grad(Tape tape, rg_index i):
     if tape._grad_output < 0:
         return None
     _prepare(tape, i)
+    if _varies(tape, i) and tape.b.streamed:
+        return _kept_grads(tape, i)
     if _varies(tape, i):
         _fill_grads(tape)
         return _row(tape.b.grad, tape.b.size, i)
     return tape.c.grad[i]
+
+
+cdef object _kept_grads(Tape tape, rg_index i):
+    """A streamed tape's B gradients of varying node i from the last backprop()."""
+    state = _st(tape)
+    if i in state.grads:
+        return state.grads[i].copy()
+    if state.grad_cone is None or not _in_cone(state.grad_cone, i):
+        return np.zeros(tape.b.size)  # not in the last output's cone: 0, as with full rows
+    raise ValueError(
+        f"{tape._label(i)!r} (node {i}) has no per-sample gradients to read: this tape streams its "
+        f"{tape.b.size} samples (rows over rg.get_row_limit()), and backprop() keeps B gradients "
+        f"only of the array leaves and the nodes named by tape.keep(); call tape.keep(term) and "
+        f"backprop() again, or raise the limit with rg.set_row_limit()")
 
 
 cdef object _jacobian_batch(Tape tape, rg_index output, list indices):
@@ -679,6 +1011,7 @@ cdef object _jacobian_batch(Tape tape, rg_index output, list indices):
     tape._require_values(cone, "jacobian()")
     tape._check_idle()
     _prepare(tape, output)
+    _refuse_streamed(tape, "jacobian()")
     _fill_values(tape)  # the rows a fused eval() left unwritten are read here
     if not cone.has_apply:
         _first_reach(tape, cone)  # so the chunk's adjoint rows need no zeroing
@@ -742,7 +1075,7 @@ cdef object _jacobian_batch(Tape tape, rg_index output, list indices):
                                 gl[s] += g[s] * d[s]
                 pos = stop - 1
             if tape._check_finite or anomaly_on():
-                tape._scan(cone, rows, width, True, "jacobian()", "gradient")
+                _scan_chunk(tape, cone, rows, width, s0, "jacobian()", "gradient")
             for j in range(count):
                 i = indices[j]
                 if _in_cone(cone, i):
@@ -754,6 +1087,24 @@ cdef object _jacobian_batch(Tape tape, rg_index output, list indices):
         free(values)
         free(rows)
         free(every)
+
+
+cdef int _scan_chunk(Tape tape, _Cone cone, const double *rows, int64_t width, int64_t s0,
+                     str caller, str quantity) except -1:
+    """The anomaly check (descending, as a reverse sweep's) over a chunk's rows of `width` samples
+    starting at sample s0 of the batch: the error names the sample's index in the whole batch."""
+    cdef rg_index pos = rg_first_nonfinite(rows, width, cone.idx, cone.n, True)
+    if pos < 0:
+        return 0
+    cdef rg_index i = cone.idx[pos]
+    cdef const double *row = rows + <int64_t>i * width
+    cdef int64_t s = 0
+    while isfinite(row[s]):
+        s += 1
+    cdef double number = row[s]
+    op = OPS[tape.c.op[i]][0] if tape.c.op[i] != RG_APPLY else f"apply {tape._names[i]!r}"
+    raise non_finite_error(f"{caller} (sample {s0 + s} of the batch)", quantity, i, tape._label(i),
+                           op, number)
 
 
 cdef bint _in_cone(_Cone cone, rg_index i) noexcept:
@@ -768,3 +1119,14 @@ cdef bint _in_cone(_Cone cone, rg_index i) noexcept:
         else:
             hi = mid - 1
     return False
+
+
+cdef size_t _stream_nbytes(Tape tape):
+    """Bytes of the arrays a batched tape keeps outside its rows (leaves' data, kept rows)."""
+    state = tape._stream
+    if state is None:
+        return 0
+    cdef size_t total = sum(a.nbytes for a in state.leaf.values())
+    total += sum(v[1].nbytes for v in state.values.values())
+    total += sum(a.nbytes for a in state.grads.values())
+    return total

@@ -77,10 +77,35 @@ cdef extern from "rg_batch.h" nogil:
         int64_t size
         rg_index rows
         rg_index classified
+        int64_t total
+        uint8_t streamed
+
+    ctypedef struct rg_stream_row:
+        rg_index node
+        double *data
+
+    ctypedef struct rg_stream:
+        const rg_stream_row *inputs
+        const rg_stream_row *values
+        const rg_stream_row *grads
+        int32_t n_inputs, n_values, n_grads
+        int64_t chunk
+        int fill_inner
+        int check
+        rg_index bad_pos
+        int64_t bad_sample
+        double bad_value
+        int bad_grad
+        int64_t chunk_used
+
+    enum: RG_ESTAGED
 
     enum: RG_SWEEP_VARYING, RG_SWEEP_UNIFORM, RG_SWEEP_BOTH
 
     void rg_batch_free(rg_batch *b)
+    int rg_batch_set_streamed(rg_batch *b, int on)
+    int rg_stream_batch(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
+                        const uint8_t *first, rg_index n, int threads, rg_stream *st, int reverse)
     int rg_batch_reserve(rg_batch *b, int64_t rows)
     void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto)
     rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *cone, rg_index pos,

@@ -49,7 +49,7 @@ cdef dict _tape_state(Tape tape, bint for_pickle=True):
         "grad_output": tape._grad_output if scalar_grads else -1,
         "names": dict(tape._names),
         "funcs": dict(tape._funcs),
-        "arrays": {i: _row(tape.b.value, tape.b.size, i) for i in sorted(tape._array_leaves)},
+        "arrays": {i: tape._stream.leaf[i].copy() for i in sorted(tape._array_leaves)},
     }
 
 

@@ -28,6 +28,7 @@ cdef class Tape:
     cdef uint64_t _split            # counts changes of which nodes vary (plans depend on it)
     cdef _Cone _hollow_values       # the cone whose fused eval() left its inner nodes' rows unwritten
     cdef _Cone _hollow_grads        # the cone whose fused backprop() did (src/rg_plan.h)
+    cdef object _stream             # _Stream (_batch.pxi): leaves' data, rows kept when streaming
     cdef public bint _fuse_sums     # TESTS AND BENCHMARKS: False sweeps sums node by node
     cdef bint _check_finite         # scan each sweep's cone for NaN/inf (also on in detect_anomaly())
     cdef PyObject *_untracked       # first of the live proxies the cyclic GC does not track (_wrap())

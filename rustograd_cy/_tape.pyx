@@ -169,6 +169,14 @@ cdef class Tape:
         self._check_idle()
         self._next_epoch()  # gradients stay until clear_grad(), as after a set()
 
+    def keep(self, *terms):
+        """Name the nodes whose per-sample rows a streamed batch keeps (replacing the last call's;
+        keep() with none clears them). A tape whose rows would exceed rg.get_row_limit() streams:
+        eval() keeps B values only of the output it sweeps, backprop() B gradients only of the array
+        leaves, so `.data` / `.grad` of another node that varies raise ValueError unless it is kept.
+        Kept nodes cost B values (eval) or B gradients (backprop) each. No effect on full rows."""
+        _keep(self, terms)
+
     def clear_grad(self):
         """Drop every gradient: `.grad` is None again until the next backprop()."""
         self._check_idle()
@@ -199,7 +207,8 @@ cdef class Tape:
         """Bytes held by the node buffers (allocated capacity) and the cached cones."""
         cdef _Cone cone
         cdef size_t total = <size_t>self.c.capacity * RG_BYTES_PER_NODE
-        total += <size_t>self.b.rows * (2 * sizeof(double) * <size_t>self.b.size + 2)
+        total += <size_t>self.b.rows * ((0 if self.b.streamed else 2 * sizeof(double) * <size_t>self.b.size) + 2)
+        total += _stream_nbytes(self)
         for cone in self._cones.values():
             total += <size_t>cone.n * (sizeof(rg_index) + (1 if cone.first != NULL else 0))
             total += rg_plan_bytes(&cone.plan, cone.n)

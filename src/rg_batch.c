@@ -20,6 +20,10 @@
  * vs 1.40 at 4000.) */
 #define RG_BATCH_MIN_THREAD_WORK (1 << 19)
 #define RG_BATCH_MAX_THREADS 64
+/* A streamed sweep's rows (nodes up to the output x a chunk, values and gradients) per thread at
+ * most, and its chunk at least (rg_stream_batch). */
+#define RG_STREAM_BYTES (64 * 1024 * 1024)
+#define RG_STREAM_MIN_CHUNK 64
 
 void rg_batch_free(rg_batch *b) {
     free(b->value);
@@ -37,10 +41,10 @@ int rg_batch_reserve(rg_batch *b, int64_t rows) {
     if (cap > RG_MAX_NODES) cap = RG_MAX_NODES;
     if (b->size > 0 && (uint64_t)cap > SIZE_MAX / sizeof(double) / (uint64_t)b->size)
         return RG_EOVERFLOW;
-    size_t cells = (size_t)cap * (size_t)b->size;
+    size_t cells = b->streamed ? 0 : (size_t)cap * (size_t)b->size; /* streamed: no rows */
     /* Allocate all four before replacing any, so a failure leaves the batch as it was. */
-    double *value = malloc(cells * sizeof *value);
-    double *grad = malloc(cells * sizeof *grad);
+    double *value = cells > 0 ? malloc(cells * sizeof *value) : NULL;
+    double *grad = cells > 0 ? malloc(cells * sizeof *grad) : NULL;
     uint8_t *fixed = calloc((size_t)cap, 1);
     uint8_t *varying = calloc((size_t)cap, 1);
     if ((cells > 0 && (value == NULL || grad == NULL)) || fixed == NULL || varying == NULL) {
@@ -50,12 +54,12 @@ int rg_batch_reserve(rg_batch *b, int64_t rows) {
         free(varying);
         return RG_ENOMEM;
     }
-    size_t old = (size_t)b->rows * (size_t)b->size;
+    size_t old = b->streamed ? 0 : (size_t)b->rows * (size_t)b->size;
     if (old > 0) {
         memcpy(value, b->value, old * sizeof *value);
         memcpy(grad, b->grad, old * sizeof *grad);
     }
-    memset(grad + old, 0, (cells - old) * sizeof *grad);
+    if (cells > old) memset(grad + old, 0, (cells - old) * sizeof *grad);
     if (b->rows > 0) {
         memcpy(fixed, b->fixed, (size_t)b->rows);
         memcpy(varying, b->varying, (size_t)b->rows);
@@ -71,6 +75,34 @@ int rg_batch_reserve(rg_batch *b, int64_t rows) {
     b->rows = (rg_index)cap;
     return RG_OK;
 }
+
+int rg_batch_set_streamed(rg_batch *b, int on) {
+    if (on) {
+        free(b->value);
+        free(b->grad);
+        b->value = b->grad = NULL;
+        b->streamed = 1;
+        return RG_OK;
+    }
+    if (!b->streamed) return RG_OK;
+    if (b->size > 0 && (uint64_t)b->rows > SIZE_MAX / sizeof(double) / (uint64_t)b->size)
+        return RG_EOVERFLOW;
+    size_t cells = (size_t)b->rows * (size_t)b->size;
+    double *value = cells > 0 ? malloc(cells * sizeof *value) : NULL;
+    double *grad = cells > 0 ? calloc(cells, sizeof *grad) : NULL;
+    if (cells > 0 && (value == NULL || grad == NULL)) {
+        free(value);
+        free(grad);
+        return RG_ENOMEM;
+    }
+    b->value = value;
+    b->grad = grad;
+    b->streamed = 0;
+    return RG_OK;
+}
+
+/* The batch's B (rows may be a chunk's: rg_batch.total). */
+static inline int64_t batch_samples(const rg_batch *b) { return b->total > 0 ? b->total : b->size; }
 
 void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto) {
     uint8_t *varying = b->varying;
@@ -231,8 +263,8 @@ __attribute__((noinline)) static void reduce_forward(rg_tape *t, const rg_batch 
                                                      int o, int64_t s0, int64_t s1) {
     rg_index l = t->lhs[i];
     t->value[i] = b->varying[l] ? reduce_total(o, lane_sum(b->value + (int64_t)l * b->size, s0, s1),
-                                               b->size)
-                                : reduce_uniform(o, t->value[l], b->size);
+                                               batch_samples(b))
+                                : reduce_uniform(o, t->value[l], batch_samples(b));
 }
 
 /* Reduction i's reverse step: with RG_SWEEP_VARYING, a varying operand's row on [s0, s1) gains the
@@ -240,12 +272,12 @@ __attribute__((noinline)) static void reduce_forward(rg_tape *t, const rg_batch 
  * RG_SWEEP_UNIFORM, a uniform operand gains the adjoint's sum over the batch. */
 __attribute__((noinline)) static void reduce_reverse(rg_tape *t, rg_batch *b, rg_index i, int o,
                                                      int store, int64_t s0, int64_t s1, int mode) {
-    const int64_t B = b->size;
+    const int64_t B = batch_samples(b);
     rg_index l = t->lhs[i];
     double g = t->grad[i];
     if (b->varying[l]) {
         if (!(mode & RG_SWEEP_VARYING)) return;
-        double d = reduce_adjoint(o, g, B), *gl = b->grad + (int64_t)l * B;
+        double d = reduce_adjoint(o, g, B), *gl = b->grad + (int64_t)l * b->size;
         d = d != 0.0 ? d : 0.0;
         if (store)
             for (int64_t s = s0; s < s1; s++) gl[s] = 0.0 + d;
@@ -650,7 +682,7 @@ static void uniform_forward(rg_tape *t, const rg_batch *b, const rg_plan *p, con
         } else {
             rg_index i = cone[pos];
             int o = t->op[i];
-            t->value[i] = rg_is_reduction(o) ? reduce_uniform(o, t->value[t->lhs[i]], b->size)
+            t->value[i] = rg_is_reduction(o) ? reduce_uniform(o, t->value[t->lhs[i]], batch_samples(b))
                                              : rg_value(o, t->value[t->lhs[i]], t->value[t->rhs[i]]);
         }
     }
@@ -688,7 +720,7 @@ void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64
 void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_plan *p,
                               const rg_index *cone, rg_index n) {
     for (int32_t u = 0; u < p->n_uniform; u++) t->grad[cone[p->uniform[u]]] = 0.0;
-    if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = p->n_reductions > 0 ? 1.0 : (double)b->size;
+    if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = p->n_reductions > 0 ? 1.0 : (double)batch_samples(b);
 }
 
 RG_KERNEL rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *cone,
@@ -772,10 +804,16 @@ typedef struct {
     int64_t s0, s1;
     int reverse;
     double *uniform_grad; /* this job's sums for uniform operands (indexed by node) */
-    double *scratch;      /* b->size doubles */
-    double *totals;       /* forward: this job's sums of the rows reduced (plan->n_row_reductions) */
+    double *scratch;      /* b->size doubles (streamed: a chunk's) */
+    double *totals;       /* this job's sums of the rows reduced (plan->n_row_reductions) */
     rg_gemm_space gemm;   /* its scratch space for dense groups */
     int64_t chunk;        /* samples per chunk */
+    rg_stream *stream;    /* streamed (rg_stream_batch), else NULL */
+    double *rows;         /* streamed: this job's value and gradient rows of a chunk */
+    /* streamed with the check: the first bad value (lowest position) and gradient (highest) */
+    rg_index vpos, gpos;
+    int64_t vsample, gsample;
+    double vvalue, gvalue;
 } rg_batch_job;
 
 /* Samples per chunk of a sweep over a cone of n nodes. */
@@ -784,20 +822,98 @@ static int64_t chunk_size(rg_index n) {
     return chunk < RG_BATCH_MIN_CHUNK ? RG_BATCH_MIN_CHUNK : chunk;
 }
 
+/* Samples per chunk of a streamed sweep: the full sweep's, unless one thread's rows (`width`
+ * nodes, values and gradients) would then take more than RG_STREAM_BYTES. */
+static int64_t stream_chunk(rg_index n, int64_t width) {
+    int64_t chunk = chunk_size(n), cap = RG_STREAM_BYTES / (2 * (int64_t)sizeof(double) * width);
+    if (cap < RG_STREAM_MIN_CHUNK) cap = RG_STREAM_MIN_CHUNK;
+    return chunk < cap ? chunk : cap;
+}
+
+/* The first position in [from, to) (the last, with `descending`) of a varying cone node whose row
+ * in `rows` (width b->size) holds a NaN or infinity; its first such sample in *sample. -1 if none. */
+static rg_index first_bad_row(const rg_batch *b, const double *rows, const rg_index *cone,
+                              rg_index from, rg_index to, int descending, int64_t *sample) {
+    for (rg_index k = from; k < to; k++) {
+        rg_index pos = descending ? to - 1 - (k - from) : k, i = cone[pos];
+        if (!b->varying[i]) continue;
+        const double *x = rows + (int64_t)i * b->size;
+        if (!rg_any_nonfinite(x, b->size)) continue;
+        int64_t s = 0;
+        while (isfinite(x[s])) s++;
+        *sample = s;
+        return pos;
+    }
+    return -1;
+}
+
+/* A streamed job's chunks: each one's rows filled from the inputs, swept forward (and back), the
+ * kept rows copied out and, with the check, scanned. */
+static void run_stream_job(rg_batch_job *j) {
+    const rg_stream *st = j->stream;
+    const rg_index n = j->n, width = j->cone[n - 1] + 1;
+    rg_batch view = *j->b;
+    view.value = j->rows;
+    view.grad = j->rows + (int64_t)width * j->chunk;
+    view.total = j->b->size;
+    view.streamed = 0;
+    for (int64_t s = j->s0; s < j->s1; s += j->chunk) {
+        int64_t w = j->s1 - s < j->chunk ? j->s1 - s : j->chunk, bad;
+        view.size = w; /* the rows' stride: this chunk's samples */
+        for (int32_t k = 0; k < st->n_inputs; k++)
+            memcpy(view.value + (int64_t)st->inputs[k].node * w, st->inputs[k].data + s,
+                   (size_t)w * sizeof(double));
+        planned_forward(j->t, &view, j->plan, j->cone, 0, w, j->totals, &j->gemm);
+        if (st->fill_inner || st->check) rg_fill_inner_values(j->t, j->plan, &view);
+        if (!j->reverse)
+            for (int32_t k = 0; k < st->n_values; k++)
+                memcpy(st->values[k].data + s, view.value + (int64_t)st->values[k].node * w,
+                       (size_t)w * sizeof(double));
+        if (st->check && j->vpos > 0) {
+            rg_index pos = first_bad_row(&view, view.value, j->cone, 0, j->vpos, 0, &bad);
+            if (pos >= 0) {
+                j->vpos = pos;
+                j->vsample = s + bad;
+                j->vvalue = view.value[(int64_t)j->cone[pos] * w + bad];
+            }
+        }
+        if (!j->reverse) continue;
+        rg_reverse_begin_batch(&view, j->cone, n, 0, w, 0);
+        planned_reverse(j->t, &view, j->plan, j->cone, j->first, 0, w, j->uniform_grad, j->scratch,
+                        &j->gemm);
+        if (st->fill_inner || st->check) rg_fill_inner_grads(j->plan, &view);
+        for (int32_t k = 0; k < st->n_grads; k++)
+            memcpy(st->grads[k].data + s, view.grad + (int64_t)st->grads[k].node * w,
+                   (size_t)w * sizeof(double));
+        if (st->check && j->gpos < n - 1) {
+            rg_index pos = first_bad_row(&view, view.grad, j->cone, j->gpos + 1, n, 1, &bad);
+            if (pos >= 0) {
+                j->gpos = pos;
+                j->gsample = s + bad;
+                j->gvalue = view.grad[(int64_t)j->cone[pos] * w + bad];
+            }
+        }
+    }
+}
+
 /* A job's samples, a cache-sized chunk at a time: the varying rows only. */
-static void run_job(const rg_batch_job *j) {
+static void run_job(rg_batch_job *j) {
     const int64_t chunk = j->chunk;
     /* One BLAS thread per sweep thread: the products are chunk-sized, and the sweep's threads split
      * the samples already (a BLAS pool on top made a shared 2-core machine 4x slower). */
     int blas_before = j->plan->n_groups > 0 && blas_threads_fn != NULL ? blas_threads_fn(1) : 0;
-    for (int64_t s = j->s0; s < j->s1; s += chunk) {
-        int64_t e = j->s1 - s < chunk ? j->s1 : s + chunk;
-        if (j->reverse) {
-            rg_reverse_begin_batch(j->b, j->cone, j->n, s, e, 0);
-            planned_reverse(j->t, j->b, j->plan, j->cone, j->first, s, e, j->uniform_grad,
-                            j->scratch, &j->gemm);
-        } else {
-            planned_forward(j->t, j->b, j->plan, j->cone, s, e, j->totals, &j->gemm);
+    if (j->stream != NULL) {
+        run_stream_job(j);
+    } else {
+        for (int64_t s = j->s0; s < j->s1; s += chunk) {
+            int64_t e = j->s1 - s < chunk ? j->s1 : s + chunk;
+            if (j->reverse) {
+                rg_reverse_begin_batch(j->b, j->cone, j->n, s, e, 0);
+                planned_reverse(j->t, j->b, j->plan, j->cone, j->first, s, e, j->uniform_grad,
+                                j->scratch, &j->gemm);
+            } else {
+                planned_forward(j->t, j->b, j->plan, j->cone, s, e, j->totals, &j->gemm);
+            }
         }
     }
     if (j->plan->n_groups > 0 && blas_threads_fn != NULL) blas_threads_fn(blas_before);
@@ -825,18 +941,46 @@ static int run_staged(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_ind
     return RG_OK;
 }
 
+/* The check's verdict over the jobs and the uniform nodes (rg_stream's bad_*): as a scan of full
+ * rows, values first (lowest position; at a tie the lowest sample), then gradients (highest). */
+static void stream_verdict(const rg_tape *t, const rg_batch *b, const rg_plan *plan,
+                           const rg_index *cone, rg_index n, const rg_batch_job *jobs, int64_t k,
+                           int reverse, rg_stream *st) {
+    rg_index vpos = n, gpos = -1;
+    int64_t vs = -1, gs = -1;
+    double vv = 0.0, gv = 0.0;
+    for (int64_t j = 0; j < k; j++) {
+        if (jobs[j].vpos < vpos) vpos = jobs[j].vpos, vs = jobs[j].vsample, vv = jobs[j].vvalue;
+        if (jobs[j].gpos > gpos) gpos = jobs[j].gpos, gs = jobs[j].gsample, gv = jobs[j].gvalue;
+    }
+    for (int32_t u = 0; u < plan->n_uniform; u++) {
+        rg_index pos = plan->uniform[u], i = cone[pos];
+        if (pos < vpos && !isfinite(t->value[i])) vpos = pos, vs = -1, vv = t->value[i];
+        if (reverse && pos > gpos && !isfinite(t->grad[i])) gpos = pos, gs = -1, gv = t->grad[i];
+    }
+    (void)b;
+    st->bad_pos = -1;
+    if (vpos < n) st->bad_pos = vpos, st->bad_sample = vs, st->bad_value = vv, st->bad_grad = 0;
+    else if (gpos >= 0) st->bad_pos = gpos, st->bad_sample = gs, st->bad_value = gv, st->bad_grad = 1;
+}
+
 /* Uniform nodes first (forward) or last (reverse), once, in the calling thread; in between the
  * varying rows, with the samples split into contiguous ranges, one per thread (the calling thread
  * runs the first). Each thread writes only its own samples of each row, so the threads never share
  * a cache line's worth of work except at range edges (ranges start at multiples of 8 samples), and
  * its own sums for uniform operands, added up in thread order at the end. The uniform nodes that
  * depend on a reduction of rows come after the rows (forward) or before them (reverse); each
- * thread sums its share of a reduced row, and these are added up in thread order too. */
+ * thread sums its share of a reduced row, and these are added up in thread order too. Streamed
+ * (st != NULL), each thread works in rows of its own of one chunk (run_stream_job). */
 static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
-                   const uint8_t *first, rg_index n, int threads, int reverse) {
-    if (plan->staged) return run_staged(t, b, plan, cone, first, n, reverse);
+                   const uint8_t *first, rg_index n, int threads, int reverse, rg_stream *st) {
+    if (plan->staged) {
+        if (st != NULL) return RG_ESTAGED;
+        return run_staged(t, b, plan, cone, first, n, reverse);
+    }
     const int64_t B = b->size;
-    const int rows = b->varying[cone[n - 1]] || plan->n_row_reductions > 0;
+    const int rows = b->varying[cone[n - 1]] || plan->n_row_reductions > 0 ||
+                     (st != NULL && st->n_grads > 0);
     const int64_t nr = plan->n_row_reductions;
     int64_t k = threads < 1 ? 1 : threads;
     int64_t by_work = B * (int64_t)(plan->n_steps + plan->n_links) / RG_BATCH_MIN_THREAD_WORK;
@@ -844,11 +988,19 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
     if (k > B / 8) k = B / 8;
     if (k > RG_BATCH_MAX_THREADS) k = RG_BATCH_MAX_THREADS;
     if (k < 1) k = 1;
-    /* Scratch space first, so running out of memory leaves everything as it was. */
     const int64_t width = (int64_t)cone[n - 1] + 1; /* nodes a uniform sum may be indexed by */
-    double *scratch = NULL, *sums = NULL, *totals = NULL;
+    int64_t chunk = chunk_size(n);
+    if (st != NULL) {
+        chunk = st->chunk > 0 ? st->chunk : stream_chunk(n, width);
+        if (chunk > B) chunk = B;
+        st->chunk_used = chunk;
+        st->bad_pos = -1;
+    }
+    const int64_t span = st != NULL ? chunk : B; /* samples of a job's scratch row */
+    /* Scratch space first, so running out of memory leaves everything as it was. */
+    double *scratch = NULL, *sums = NULL, *totals = NULL, *own_rows = NULL;
     if (reverse && rows) {
-        scratch = malloc((size_t)k * (size_t)B * sizeof *scratch);
+        scratch = malloc((size_t)k * (size_t)span * sizeof *scratch);
         sums = k > 1 ? calloc((size_t)(k - 1) * (size_t)width, sizeof *sums) : NULL;
         if (scratch == NULL || (k > 1 && sums == NULL)) {
             free(scratch);
@@ -856,11 +1008,23 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
             return RG_ENOMEM;
         }
     }
-    if (!reverse && rows && nr > 0) {
+    if ((!reverse || st != NULL) && rows && nr > 0) { /* (streamed, the reverse's are not used) */
         totals = calloc((size_t)(k * nr), sizeof *totals);
-        if (totals == NULL) return RG_ENOMEM;
+        if (totals == NULL) {
+            free(scratch);
+            free(sums);
+            return RG_ENOMEM;
+        }
     }
-    const int64_t chunk = chunk_size(n);
+    if (st != NULL && rows) {
+        own_rows = malloc((size_t)k * 2 * (size_t)width * (size_t)chunk * sizeof *own_rows);
+        if (own_rows == NULL) {
+            free(scratch);
+            free(sums);
+            free(totals);
+            return RG_ENOMEM;
+        }
+    }
     /* per job: W, dW, x and y rows of a chunk, and room for the x and top row indices */
     const int64_t per_job = plan->n_groups > 0 ? 2 * (int64_t)plan->max_group_m * plan->max_group_n +
                                                      (plan->max_group_m + plan->max_group_n) *
@@ -873,6 +1037,7 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
             free(scratch);
             free(sums);
             free(totals);
+            free(own_rows);
             return RG_ENOMEM;
         }
     }
@@ -883,8 +1048,8 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
     } else {
         uniform_forward(t, b, plan, cone, 0, pre);
     }
+    rg_batch_job jobs[RG_BATCH_MAX_THREADS];
     if (rows) {
-        rg_batch_job jobs[RG_BATCH_MAX_THREADS];
         pthread_t tid[RG_BATCH_MAX_THREADS];
         int started[RG_BATCH_MAX_THREADS] = {0};
         int64_t per = (B / k + 7) & ~(int64_t)7;
@@ -901,8 +1066,10 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
                 gs = (rg_gemm_space){at, at + mn, x, y, (rg_index *)idx, (rg_index *)(idx + gn)};
             }
             jobs[j] = (rg_batch_job){t, b, plan, cone, first, n, s0, s1, reverse, own,
-                                     scratch == NULL ? NULL : scratch + j * B,
-                                     totals == NULL ? NULL : totals + j * nr, gs, chunk};
+                                     scratch == NULL ? NULL : scratch + j * span,
+                                     totals == NULL ? NULL : totals + j * nr, gs, chunk, st,
+                                     own_rows == NULL ? NULL : own_rows + j * 2 * width * chunk,
+                                     n, -1, -1, -1, 0.0, 0.0};
         }
         for (int64_t j = 1; j < k; j++)
             started[j] = pthread_create(&tid[j], NULL, thread_main, &jobs[j]) == 0;
@@ -916,7 +1083,7 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
                 rg_index i = cone[plan->uniform[u]];
                 t->grad[i] += sums[(j - 1) * width + i];
             }
-        for (int32_t u = 0; totals != NULL && u < plan->n_steps; u++) {
+        for (int32_t u = 0; totals != NULL && !reverse && u < plan->n_steps; u++) {
             int32_t unit = plan->unit[plan->steps[u]];
             if (unit > RG_UNIT_REDUCE) continue;
             int64_t r = RG_UNIT_REDUCE - unit;
@@ -925,24 +1092,33 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
             rg_index i = cone[plan->steps[u]];
             t->value[i] = reduce_total(t->op[i], total, B);
         }
+    } else {
+        k = 0; /* no rows: no jobs */
     }
     if (reverse) uniform_reverse(t, b, plan, cone, 0, pre);
     else uniform_forward(t, b, plan, cone, pre, all);
+    if (st != NULL && st->check) stream_verdict(t, b, plan, cone, n, jobs, k, reverse, st);
     free(scratch);
     free(sums);
     free(totals);
     free(gemm);
+    free(own_rows);
     return RG_OK;
 }
 
 int rg_forward_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
                          rg_index n, int threads) {
-    return run_all(t, b, plan, cone, NULL, n, threads, 0);
+    return run_all(t, b, plan, cone, NULL, n, threads, 0, NULL);
 }
 
 int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
                          const uint8_t *first, rg_index n, int threads) {
-    return run_all(t, b, plan, cone, first, n, threads, 1);
+    return run_all(t, b, plan, cone, first, n, threads, 1, NULL);
+}
+
+int rg_stream_batch(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
+                    const uint8_t *first, rg_index n, int threads, rg_stream *st, int reverse) {
+    return run_all(t, b, plan, cone, first, n, threads, reverse, st);
 }
 
 void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch) {

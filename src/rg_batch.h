@@ -36,6 +36,10 @@ typedef struct {
     int64_t size;     /* samples per row, B; 0 when the tape is in scalar mode */
     rg_index rows;    /* rows allocated */
     rg_index classified; /* nodes whose varying[] is up to date; set to 0 when fixed[] changes */
+    int64_t total;    /* the batch's B when value/grad are a chunk's rows of width `size` (a view, as
+                       * rg_stream_batch's jobs sweep); 0: `size` is B */
+    uint8_t streamed; /* value and grad hold no rows (NULL): rg_stream_batch sweeps the batch chunk
+                       * by chunk; rg_batch_reserve then grows fixed[] and varying[] only */
 } rg_batch;
 
 /* What a sweep covers: the rows of varying nodes, the scalars of uniform nodes, or both. */
@@ -46,6 +50,11 @@ void rg_batch_free(rg_batch *b);
 /* Grows to at least `rows` rows by doubling, keeping the contents; new rows are not fixed.
  * RG_OK, RG_ENOMEM or RG_EOVERFLOW; on failure the batch is unchanged. */
 int rg_batch_reserve(rg_batch *b, int64_t rows);
+
+/* Frees the rows (on: the batch is streamed, see rg_stream_batch) or allocates them for every
+ * reserved node (off; gradients zeroed, values unset). RG_OK, RG_ENOMEM or RG_EOVERFLOW; on failure
+ * the batch is unchanged. */
+int rg_batch_set_streamed(rg_batch *b, int on);
 
 /* Brings varying[] up to date for nodes [0, upto) (upto <= rows); cheap when it already is. */
 void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto);
@@ -128,6 +137,41 @@ void rg_set_dgemm(rg_dgemm_fn f);
 typedef int (*rg_blas_threads_fn)(int threads);
 void rg_set_blas_threads_fn(rg_blas_threads_fn f);
 int rg_have_dgemm(void);
+
+/* A node's B-long array, outside the rows: an array leaf's data, or a row kept for the caller. */
+typedef struct {
+    rg_index node;
+    double *data;
+} rg_stream_row;
+
+/* What a streamed sweep reads and keeps, and (with `check`) the first non-finite entry it met. */
+typedef struct {
+    const rg_stream_row *inputs; /* the cone's array leaves: copied in a chunk at a time */
+    const rg_stream_row *values; /* value rows kept: written a chunk at a time (forward only) */
+    const rg_stream_row *grads;  /* gradient rows kept: written a chunk at a time (reverse only) */
+    int32_t n_inputs, n_values, n_grads;
+    int64_t chunk;     /* samples per chunk, or 0: the full sweep's chunk, capped so that one
+                        * thread's rows take at most RG_STREAM_BYTES */
+    int fill_inner;    /* a kept row may be a fused chain's inner node: write those each chunk */
+    int check;         /* the anomaly check, as rg_first_nonfinite_batch on the full rows would: */
+    rg_index bad_pos;  /* out: the cone position of the first node (values ascending, then
+                        * gradients descending) with a NaN or infinity, or -1 */
+    int64_t bad_sample; /* out: its first such sample (in the whole batch), or -1 for a uniform node */
+    double bad_value;  /* out: that entry */
+    int bad_grad;      /* out: it is a gradient (else a value) */
+    int64_t chunk_used; /* out: the samples per chunk the sweep ran */
+} rg_stream;
+
+/* rg_forward_batch_all / rg_reverse_batch_all of a batch whose rows are not held (b->streamed,
+ * b->size = B): the samples go chunk by chunk, each thread holding the rows of one chunk only
+ * (nodes up to the output x chunk, values and gradients), filled from st->inputs. A reverse sweep
+ * runs each chunk forward and then back, so the uniform nodes' values must be current (an eval()
+ * first) and their gradients are summed over the chunks; its forward values are not kept. With the
+ * full sweep's chunk, values and gradients equal the full sweep's bit for bit. A staged plan is not
+ * streamed: RG_ESTAGED. Else RG_OK, or RG_ENOMEM (nothing computed). */
+enum { RG_ESTAGED = -3 };
+int rg_stream_batch(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
+                    const uint8_t *first, rg_index n, int threads, rg_stream *st, int reverse);
 
 /* Stamps the cone's computed nodes with `epoch` (a batch sweep stamps nothing itself). */
 void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch);

@@ -79,3 +79,36 @@ def test_mlp_sizes_table_runs(capsys):
     finally:
         rg.set_blas(before)
     np.testing.assert_allclose(moved[True], moved[False], rtol=1e-12, atol=1e-15)
+
+
+def test_mlp_sizes_steps_streamed_and_on_full_rows_agree():
+    """Our step of benchmarks/mlp_sizes.py under a zero row limit (streamed) and an infinite one
+    (full rows, its --full-rows column) moves the weights alike."""
+    import mlp_sizes
+    import numpy as np
+    import rustograd_cy as rg
+
+    moved, streamed = [], []
+    for limit in (0, float("inf")):
+        run = mlp_sizes.ours(4, 20, 1, limit)
+        run()
+        moved.append(np.array([p.data for p in run.params]))
+        streamed.append(rg._tape._test_streamed(run.tape)[0])
+    assert streamed == [True, False]
+    np.testing.assert_allclose(moved[0], moved[1], rtol=1e-12)
+
+
+def test_stream_memory_prints_growth_and_the_slice_check(capsys):
+    """benchmarks/stream_memory.py at 5000 samples (streamed: over a zero row limit)."""
+    import stream_memory
+    import rustograd_cy as rg
+
+    before = rg.set_row_limit(0)
+    try:
+        stream_memory.main(["--samples", "5000"])
+    finally:
+        rg.set_row_limit(before)
+    out = capsys.readouterr().out
+    assert "streamed: True" in out and "growth" in out
+    worst = float(out.split("largest difference ")[1].split()[0])
+    assert worst < 1e-12

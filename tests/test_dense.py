@@ -49,6 +49,7 @@ def sweep(build, data, blas, threads=1, reduce=True):
         loss = outs[0]
         for o in outs[1:]:
             loss = loss + o * o
+    tape.keep(*outs)  # read below: kept when the batch streams (over rg.get_row_limit())
     for x, d in zip(xs, data):
         x.set(d)
     value = loss.eval()
