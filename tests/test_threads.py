@@ -311,6 +311,9 @@ def test_threaded_batched_sweeps_against_readers_and_new_nodes():
     xs = np.linspace(-2.0, 2.0, 8192)
     old = rg.get_num_threads()
     rg.set_num_threads(2)
+    # Full rows throughout: the nodes new_node() adds would take this tape's rows past the default
+    # row limit, and its switch to streaming (docs/batch.md) drops the values and gradients read here.
+    limit = rg.set_row_limit(float("inf"))
     try:
         ref_tape = rg.Tape()
         rx, rws, ry = batch_model(ref_tape, xs)
@@ -351,3 +354,4 @@ def test_threaded_batched_sweeps_against_readers_and_new_nodes():
             assert same(z.eval(), 2.0 * ref_value + xs)
     finally:
         rg.set_num_threads(old)
+        rg.set_row_limit(limit)
