@@ -15,6 +15,7 @@ from rustograd_cy._tape import (Tape, TapeTerm, get_num_threads, get_vector_math
 from rustograd_cy._tape import blas_info, get_blas, set_blas
 from rustograd_cy.builder import Terms, rustograd
 from rustograd_cy.errors import (
+    BranchChangedError,
     BuilderError,
     GradGraphMissingError,
     NonFiniteError,
@@ -37,7 +38,7 @@ __all__ = [
     "set_blas", "get_blas", "blas_info",
     "rustograd", "Terms", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
     "detect_anomaly", "is_anomaly_enabled",
-    "BuilderError", "GradGraphMissingError", "NonFiniteError", "RustogradError", "TapeMismatchError",
+    "BranchChangedError", "BuilderError", "GradGraphMissingError", "NonFiniteError", "RustogradError", "TapeMismatchError",
     "TermWasNotValueError", "ValueNotDefinedError",
     "mean", "sum",
 ] + functions.__all__

@@ -79,3 +79,14 @@ def test_mlp_sizes_table_runs(capsys):
     finally:
         rg.set_blas(before)
     np.testing.assert_allclose(moved[True], moved[False], rtol=1e-12, atol=1e-15)
+
+
+def test_branches_benchmark_functions_agree_and_print_the_table(capsys):
+    import branches
+    for x in (0.5, 1.3):
+        grads = [workloads.rg.grad(make(7))(x) for make in (branches.plain, branches.guarded,
+                                                           branches.two_branches)]
+        assert grads[0] == grads[1] == grads[2]
+    branches.main(["--steps", "3", "--budget", "0.001"])
+    out = capsys.readouterr().out
+    assert "per guard" in out and "retrace=True" in out
