@@ -37,6 +37,8 @@ cdef class Tape:
     cdef PyObject *_untracked       # first of the live proxies the cyclic GC does not track (_wrap())
     cdef public int _recording      # transforms recording a function on this tape now (functional.py)
     cdef public dict _guards        # comparison node -> outcome that bool() gave while recording, or None
+    cdef rg_index _fresh_upto       # nodes below it hold values of epoch _fresh_epoch (_truth's sweep)
+    cdef rg_stamp _fresh_epoch
     cdef object __weakref__
 
     cdef int _check_idle(self) except -1

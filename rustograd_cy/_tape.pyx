@@ -730,6 +730,36 @@ cdef inline object _unary(int op, TapeTerm x):
 cdef frozenset _COMPARISONS = frozenset(OP_CODES[op.name] for op in COMPARISONS)
 
 
+cdef bint _sweep_new_nodes(Tape tape, rg_index upto) except -1:
+    """Scalar mode: computes nodes [first stale, upto] in index order (a topological order), so a
+    recording that tests a value after every few new nodes (a loop) costs the new nodes, not the
+    whole cone each time. The nodes below `_fresh_upto` are known computed in this epoch. Returns
+    False, having computed what it could, if it meets an apply() node (the caller evaluates by the
+    cone then)."""
+    cdef rg_stamp epoch = tape.c.epoch
+    cdef rg_index j = tape._fresh_upto if tape._fresh_epoch == epoch else 0
+    cdef int o
+    cdef bint done = True
+    tape._check_idle()
+    tape._take()
+    try:
+        with nogil:
+            while j <= upto:
+                o = tape.c.op[j]
+                if not rg_is_leaf(o) and tape.c.stamp[j] != epoch:
+                    if o == RG_APPLY:
+                        done = False
+                        break
+                    tape.c.value[j] = rg_value(o, tape.c.value[tape.c.lhs[j]], tape.c.value[tape.c.rhs[j]])
+                    tape.c.stamp[j] = epoch
+                j += 1
+    finally:
+        tape._busy = False
+    tape._fresh_upto = j
+    tape._fresh_epoch = epoch
+    return done
+
+
 cdef object _truth(TapeTerm t):
     """bool(t): inside a transform's recording on t's tape (Tape._recording), the current truth of
     a comparison, recorded in Tape._guards; otherwise a TypeError (errors.NO_TRUTH_VALUE)."""
@@ -741,7 +771,8 @@ cdef object _truth(TapeTerm t):
         raise TypeError(NO_TRUTH_VALUE)
     if tape.c.op[i] not in _COMPARISONS:
         raise TypeError(NOT_A_CONDITION)
-    t.eval()
+    if tape.b.size or not _sweep_new_nodes(tape, i):
+        t.eval()
     size = tape.b.size
     if size and _varies(tape, i):
         row = tape.b.value + <int64_t>i * size

@@ -294,7 +294,7 @@ def test_gen_graph_edge_cases():
     tape = rg.Tape()
     x, y = tape.term("x", 2.0), tape.term("y", 3.0)
     assert (y * 2).gen_graph(x) is None
-    assert x.gen_graph(x) == tape.one()
+    assert x.gen_graph(x).index == tape.one().index
     assert x.gen_graph(y) is None
     with pytest.raises(rg.TermWasNotValueError):
         (x * y).gen_graph(x * y)

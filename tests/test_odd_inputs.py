@@ -143,10 +143,13 @@ def test_terms_stay_hashable_by_identity(kind):
         assert x.tape._term_at(x.index) not in {x}
 
 
-def test_terms_of_two_kinds_are_not_equal():
+def test_terms_of_two_kinds_do_not_compare():
+    """Comparing terms of two kinds is refused like adding them (a comparison is an op)."""
     tape_x = rg.Tape().term("x", 1.0)
     rc_x = rg.RcTerm("x", 1.0)
-    assert (tape_x == rc_x) is False and (rc_x == tape_x) is False
+    for compare in (lambda: tape_x == rc_x, lambda: rc_x == tape_x, lambda: rc_x < tape_x):
+        with pytest.raises(TypeError, match="one kind of term"):
+            compare()
 
 
 def test_apply_node_whose_name_is_missing_is_a_value_error():
