@@ -50,6 +50,7 @@ $(VENV)/.docs-installed: $(INSTALLED)
 bench: build
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/branches.py
 	$(PY) benchmarks/dask_steps.py
 	$(PY) benchmarks/mlp_sizes.py
 	$(PY) benchmarks/stream_memory.py

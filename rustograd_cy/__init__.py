@@ -16,6 +16,7 @@ from rustograd_cy._tape import blas_info, get_blas, set_blas
 from rustograd_cy._tape import get_row_limit, set_row_limit
 from rustograd_cy.builder import Terms, rustograd
 from rustograd_cy.errors import (
+    BranchChangedError,
     BuilderError,
     GradGraphMissingError,
     NonFiniteError,
@@ -38,7 +39,7 @@ __all__ = [
     "set_blas", "get_blas", "blas_info", "set_row_limit", "get_row_limit",
     "rustograd", "Terms", "grad", "value_and_grad", "jacobian", "hessian", "hvp",
     "detect_anomaly", "is_anomaly_enabled",
-    "BuilderError", "GradGraphMissingError", "NonFiniteError", "RustogradError", "TapeMismatchError",
+    "BranchChangedError", "BuilderError", "GradGraphMissingError", "NonFiniteError", "RustogradError", "TapeMismatchError",
     "TermWasNotValueError", "ValueNotDefinedError",
     "mean", "sum",
 ] + functions.__all__

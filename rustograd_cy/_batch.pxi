@@ -743,6 +743,8 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
     if tape._check_finite or anomaly_on():
         _fill_values(tape)
         _scan_batch(tape, cone, tape.b.value, tape.c.value, False, "eval()", "value")
+    if tape._guards is not None:  # (comparisons are never a chain's unwritten inner rows)
+        tape._check_guards(cone)
     return 0
 
 

@@ -29,7 +29,7 @@ from rustograd_cy._tape cimport TapeTerm
 import numpy as np
 
 from rustograd_cy._ops import OPS
-from rustograd_cy.errors import COMPARE_WITH_NUMBER, TermWasNotValueError, derive_non_leaf_error
+from rustograd_cy.errors import NO_TRUTH_VALUE, TermWasNotValueError, derive_non_leaf_error
 from rustograd_cy.errors import non_finite_error, not_a_number_error, read_only_error, set_non_leaf_error
 from rustograd_cy.errors import stale_value_error
 from rustograd_cy.labels import expression_label
@@ -349,25 +349,9 @@ cdef class _Node(_NodeOps):
         return self
 
     def __bool__(self):
-        raise TypeError("a term has no truth value; compare term.eval() or term.data instead")
+        raise TypeError(NO_TRUTH_VALUE)
 
-    def __eq__(self, other):
-        """A term equals only itself (the same node); comparing it with a number raises TypeError."""
-        if isinstance(other, _Node):
-            return self is other
-        if is_real(other):
-            raise TypeError(COMPARE_WITH_NUMBER)
-        return NotImplemented
-
-    def __ne__(self, other):
-        if isinstance(other, _Node):
-            return self is not other
-        if is_real(other):
-            raise TypeError(COMPARE_WITH_NUMBER)
-        return NotImplemented
-
-    def __hash__(self):
-        return object.__hash__(self)  # by identity, as before __eq__ was defined
+    # `==` and the other comparisons build nodes (_NodeOps); a term hashes by identity.
 
     def __float__(self):
         raise not_a_number_error("float")  # also what math.exp(term) and friends call

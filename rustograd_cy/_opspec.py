@@ -34,6 +34,8 @@ A row: `Op(name, value, partials, ...)`.
             batch: batch_sum, batch_mean; reached by rg.sum/rg.mean, never by a generated method
             or function; the batched sweeps have their own code for them, RG_REDUCTION_OPS), or
             the structural "leaf" and "apply".
+  gate      (when, unless) the op passes b or -0.0 by the condition a: linear in b, constant in a;
+            gen_graph builds its tangent as the same op of b's tangent (see derivatives.py).
 
 The derivative language is Python expression syntax over `a`, `b` (the operands) and `v` (the op's
 value): numbers, + - * / and unary -, and calls of ops of this table by name (`cos(a)`,
@@ -47,7 +49,7 @@ were shipped right after minimum, so the rows added later follow them).
 """
 import ast
 
-__all__ = ["Op", "Partial", "SPEC", "BY_NAME", "check", "parse", "public", "variables"]
+__all__ = ["Op", "Partial", "SPEC", "BY_NAME", "COMPARISONS", "check", "parse", "public", "variables"]
 
 
 class Partial:
@@ -67,11 +69,11 @@ class Op:
     """One row of the spec (see the module docstring for the fields)."""
 
     __slots__ = ("name", "code", "arity", "value", "partials", "infix", "dunder", "method",
-                 "function", "params", "vmath", "doc", "exponent", "kind")
+                 "function", "params", "vmath", "doc", "exponent", "kind", "gate")
 
     def __init__(self, name, value=None, partials=(), *, arity=None, infix="", dunder=None,
                  method=None, function=False, params=None, vmath=None, doc="", exponent=False,
-                 kind="op"):
+                 kind="op", gate=False):
         self.name = name
         self.code = None  # set from the row's position
         self.value = value
@@ -88,6 +90,7 @@ class Op:
         self.exponent = exponent
         self.kind = kind  # "leaf" (leaf, const), "apply", "op" (computed by the table, sample by
         # sample) or "reduction" (over a batch's samples: one value for the batch; see batch_sum)
+        self.gate = gate
 
     @property
     def computed(self):
@@ -182,6 +185,28 @@ SPEC = (
     unary("asin", "asin(a)", "1 / sqrt((1 - a) * (1 + a))", "arcsin(x) (NaN outside [-1, 1])."),
     unary("acos", "acos(a)", "-1 / sqrt((1 - a) * (1 + a))", "arccos(x) (NaN outside [-1, 1])."),
     unary("atan", "atan(a)", "1 / (1 + square(a))", "arctan(x)."),
+    # Comparisons (issue 15): 1.0 where the relation holds, else 0.0 (NaN: as in Python, only !=
+    # holds); their derivative is zero. `x < y` and `y > x` build them; bool() of one is a guard
+    # inside rg.grad and friends (rustograd_cy/functional.py) and a TypeError elsewhere.
+    Op("lt", "a < b ? 1.0 : 0.0", (None, None), infix="<", dunder="lt", doc="1.0 if x < y else 0.0."),
+    Op("le", "a <= b ? 1.0 : 0.0", (None, None), infix="<=", dunder="le", doc="1.0 if x <= y else 0.0."),
+    Op("gt", "a > b ? 1.0 : 0.0", (None, None), infix=">", dunder="gt", doc="1.0 if x > y else 0.0."),
+    Op("ge", "a >= b ? 1.0 : 0.0", (None, None), infix=">=", dunder="ge", doc="1.0 if x >= y else 0.0."),
+    Op("eq", "a == b ? 1.0 : 0.0", (None, None), infix="==", dunder="eq", doc="1.0 if x == y else 0.0."),
+    Op("ne", "a != b ? 1.0 : 0.0", (None, None), infix="!=", dunder="ne", doc="1.0 if x != y else 0.0."),
+    # rg.where(c, x, y) is when(c, x) + unless(c, y): three nodes of two operands each, so the tape
+    # keeps its two operand slots (docs/internals.md). The branch not taken is -0.0, which adds
+    # exactly (x + -0.0 == x bit for bit, -0.0 included), and its partial is 0, so no adjoint reaches
+    # it: a NaN or inf derivative there never leaks (the zero-adjoint rule of the sweeps). `gate`
+    # makes gen_graph build their tangent as when(c, t) / unless(c, t), not a product, for the same
+    # reason. A condition holds where it is not 0 (NaN holds, as bool(nan) in Python).
+    Op("when", "a != 0 ? b : -0.0", (None, "when(a, 1)"), gate=True,
+       doc="y where the condition x holds (is not 0), else -0.0: half of rg.where."),
+    Op("unless", "a != 0 ? -0.0 : b", (None, "unless(a, 1)"), gate=True,
+       doc="y where the condition x does not hold (is 0), else -0.0: half of rg.where."),
+    # The guards of a recording (rustograd_cy/functional.py): guard(v, c) is v, made to depend on
+    # the comparison c so that every sweep of v computes c and the replay can check it.
+    Op("guard", "a", ("1", None), doc="x, depending on the guard y too (not differentiated in y)."),
 )
 
 for _code, _op in enumerate(SPEC):
@@ -189,6 +214,9 @@ for _code, _op in enumerate(SPEC):
 del _code, _op
 
 BY_NAME = {op.name: op for op in SPEC}
+
+#: The comparison rows (Python's rich comparisons: no reflected forms, `2 < x` is `x > 2`).
+COMPARISONS = tuple(op for op in SPEC if op.dunder in ("lt", "le", "gt", "ge", "eq", "ne"))
 
 
 def public():

@@ -12,6 +12,10 @@ cdef class _Cone:
     cdef uint8_t *first             # rg_first_reach's flags, made by the first batched backprop()
     cdef rg_plan plan               # how the C sweeps run it in batch mode (src/rg_plan.h)
     cdef uint64_t plan_key          # what the plan was made for (_plan()); 0: none made
+    cdef rg_index *guards           # cone positions of the tape's guards in this cone (_check_guards)
+    cdef uint8_t *outcomes          # ... and the outcome recorded for each
+    cdef Py_ssize_t n_guards        # their count
+    cdef Py_ssize_t guards_seen     # len(tape._guards) when they were listed (guards are only added)
 
 
 cdef class Tape:
@@ -32,6 +36,10 @@ cdef class Tape:
     cdef public bint _fuse_sums     # TESTS AND BENCHMARKS: False sweeps sums node by node
     cdef bint _check_finite         # scan each sweep's cone for NaN/inf (also on in detect_anomaly())
     cdef PyObject *_untracked       # first of the live proxies the cyclic GC does not track (_wrap())
+    cdef public int _recording      # transforms recording a function on this tape now (functional.py)
+    cdef public dict _guards        # comparison node -> outcome that bool() gave while recording, or None
+    cdef rg_index _fresh_upto       # nodes below it hold values of epoch _fresh_epoch (_truth's sweep)
+    cdef rg_stamp _fresh_epoch
     cdef object __weakref__
 
     cdef int _check_idle(self) except -1
@@ -53,6 +61,8 @@ cdef class Tape:
     cdef double _tangent(self, rg_index output, rg_index var) except? -1.0
     cdef object _jacobian(self, rg_index output, list indices)
     cdef int _set(self, rg_index index, object value) except -1
+    cdef int _check_guards(self, _Cone cone) except -1
+    cdef int _list_guards(self, _Cone cone) except -1
     cdef int _scan(self, _Cone cone, const double *x, int64_t width, bint descending, str caller,
                    str quantity) except -1
     cdef int _raise_non_finite(self, rg_index i, const double *row, int64_t width, str where,

@@ -21,7 +21,9 @@ from rustograd_cy._common cimport is_real as _is_real, real as _real
 from rustograd_cy._ctape cimport *
 
 from rustograd_cy.errors import (
-    COMPARE_WITH_NUMBER,
+    NO_TRUTH_VALUE,
+    NOT_A_CONDITION,
+    branch_changed_error,
     TapeMismatchError,
     TermWasNotValueError,
     derive_non_leaf_error,
@@ -31,7 +33,8 @@ from rustograd_cy.errors import (
     set_non_leaf_error,
     stale_value_error,
 )
-from rustograd_cy._ops import OPS
+from rustograd_cy._ops import OP_CODES, OPS
+from rustograd_cy._opspec import COMPARISONS
 from rustograd_cy.labels import expression_label
 from rustograd_cy import dot as _dot
 
@@ -49,6 +52,8 @@ cdef class _Cone:
     def __dealloc__(self):
         free(self.idx)
         free(self.first)
+        free(self.guards)
+        free(self.outcomes)
         rg_plan_free(&self.plan)
 
 
@@ -480,6 +485,8 @@ cdef class Tape:
         cone.valid_epoch = epoch
         if self._check_finite or anomaly_on():
             self._scan(cone, self.c.value, 1, False, "eval()", "value")
+        if self._guards is not None:
+            self._check_guards(cone)
         return 0
 
     cdef int _backward(self, rg_index output, object callback) except -1:
@@ -631,6 +638,60 @@ cdef class Tape:
     cdef double _callable_result(self, object result, rg_index i) except? -1.0:
         return callable_result(result, self._names[i], i)
 
+    cdef int _check_guards(self, _Cone cone) except -1:
+        """BranchChangedError if a guard in the swept cone lost the outcome recorded for it (in
+        batch mode: at the first sample that differs). A guard is a comparison node that bool() read
+        while a transform recorded on this tape (_truth). The cone lists its guards once (again when
+        guards were added); the check is then one comparison per guard (per sample, if varying)."""
+        cdef Py_ssize_t k
+        cdef rg_index g
+        cdef int64_t s, size = self.b.size
+        cdef const double *row
+        cdef bint outcome
+        if cone.guards_seen != len(self._guards):
+            self._list_guards(cone)
+        for k in range(cone.n_guards):
+            g = cone.idx[cone.guards[k]]
+            outcome = cone.outcomes[k]
+            if size and _varies(self, g):
+                row = self.b.value + <int64_t>g * size
+                for s in range(size):
+                    if (row[s] != 0.0) != outcome:
+                        raise branch_changed_error(g, self._label(g), outcome, s, size)
+            elif (self.c.value[g] != 0.0) != outcome:
+                raise branch_changed_error(g, self._label(g), outcome, None, size)
+        return 0
+
+    cdef int _list_guards(self, _Cone cone) except -1:
+        """Lists in the cone the positions and outcomes of the tape's guards it holds."""
+        cdef Py_ssize_t m = len(self._guards), k = 0
+        cdef rg_index g, lo, hi, mid, last = cone.idx[cone.n - 1]
+        free(cone.guards)
+        free(cone.outcomes)
+        cone.n_guards = cone.guards_seen = 0
+        cone.guards = <rg_index *>malloc(<size_t>m * sizeof(rg_index))
+        cone.outcomes = <uint8_t *>malloc(<size_t>m)
+        if cone.guards == NULL or cone.outcomes == NULL:
+            raise MemoryError("no memory to list the guards of a cone")
+        for key, value in self._guards.items():
+            g = key
+            if g > last:
+                continue
+            lo, hi = 0, cone.n - 1
+            while lo < hi:  # the cone is ascending
+                mid = (lo + hi) // 2
+                if cone.idx[mid] < g:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if cone.idx[lo] == g:
+                cone.guards[k] = lo
+                cone.outcomes[k] = 1 if value else 0
+                k += 1
+        cone.n_guards = k
+        cone.guards_seen = m
+        return 0
+
     cdef int _set(self, rg_index index, object value) except -1:
         cdef int op = self.c.op[index]
         if op != RG_LEAF:
@@ -675,6 +736,67 @@ cdef inline object _unary(int op, TapeTerm x):
     return x.tape._wrap(x.tape._push(op, x.index, x.index, 0.0))
 
 
+cdef frozenset _COMPARISONS = frozenset(OP_CODES[op.name] for op in COMPARISONS)
+
+
+cdef bint _sweep_new_nodes(Tape tape, rg_index upto) except -1:
+    """Scalar mode: computes nodes [first stale, upto] in index order (a topological order), so a
+    recording that tests a value after every few new nodes (a loop) costs the new nodes, not the
+    whole cone each time. The nodes below `_fresh_upto` are known computed in this epoch. Returns
+    False, having computed what it could, if it meets an apply() node (the caller evaluates by the
+    cone then)."""
+    cdef rg_stamp epoch = tape.c.epoch
+    cdef rg_index j = tape._fresh_upto if tape._fresh_epoch == epoch else 0
+    cdef int o
+    cdef bint done = True
+    tape._check_idle()
+    tape._take()
+    try:
+        with nogil:
+            while j <= upto:
+                o = tape.c.op[j]
+                if not rg_is_leaf(o) and tape.c.stamp[j] != epoch:
+                    if o == RG_APPLY:
+                        done = False
+                        break
+                    tape.c.value[j] = rg_value(o, tape.c.value[tape.c.lhs[j]], tape.c.value[tape.c.rhs[j]])
+                    tape.c.stamp[j] = epoch
+                j += 1
+    finally:
+        tape._busy = False
+    tape._fresh_upto = j
+    tape._fresh_epoch = epoch
+    return done
+
+
+cdef object _truth(TapeTerm t):
+    """bool(t): inside a transform's recording on t's tape (Tape._recording), the current truth of
+    a comparison, recorded in Tape._guards; otherwise a TypeError (errors.NO_TRUTH_VALUE)."""
+    cdef Tape tape = t.tape
+    cdef rg_index i = t.index
+    cdef int64_t s, size
+    cdef const double *row
+    if tape._recording <= 0:
+        raise TypeError(NO_TRUTH_VALUE)
+    if tape.c.op[i] not in _COMPARISONS:
+        raise TypeError(NOT_A_CONDITION)
+    if tape.b.size or not _sweep_new_nodes(tape, i):
+        t.eval()
+    size = tape.b.size
+    if size and _varies(tape, i):
+        row = tape.b.value + <int64_t>i * size
+        outcome = row[0] != 0.0
+        for s in range(1, size):
+            if (row[s] != 0.0) != outcome:
+                raise branch_changed_error(i, tape._label(i), outcome, s, size)
+    else:
+        outcome = tape.c.value[i] != 0.0
+    if tape._guards is None:
+        tape._guards = {}
+    tape._guards.setdefault(i, outcome)
+    return outcome
+
+
 include "_tape_ops.pxi"
 
 
@@ -707,30 +829,15 @@ cdef class TapeTerm(_TapeOps):  # the freelist is _TapeOps's (see _tape.pxd)
     def __pos__(self):
         return self
 
-    def __eq__(self, other):
-        """Terms are equal when they are the same node of the same tape; comparing a term with a
-        number raises TypeError (it would always be False)."""
-        if type(other) is not TapeTerm:
-            if _is_real(other):
-                raise TypeError(COMPARE_WITH_NUMBER)
-            return NotImplemented
-        return self.tape is (<TapeTerm>other).tape and self.index == (<TapeTerm>other).index
-
-    def __ne__(self, other):
-        if type(other) is not TapeTerm:
-            if _is_real(other):
-                raise TypeError(COMPARE_WITH_NUMBER)
-            return NotImplemented
-        return not (self.tape is (<TapeTerm>other).tape and self.index == (<TapeTerm>other).index)
-
-    def __hash__(self):
-        return hash((id(self.tape), self.index))
-
     def __reduce__(self):
         return _restore_term, (self.tape, self.index)
 
+    # `==` and the other comparisons build nodes (_TapeOps); a term hashes by identity.
+
     def __bool__(self):
-        raise TypeError("a term has no truth value; compare term.eval() or term.data instead")
+        """The truth of a comparison while a transform records on this tape (rg.grad and friends:
+        recorded as a guard, checked on every replay); a TypeError anywhere else."""
+        return _truth(self)
 
     def __float__(self):
         raise not_a_number_error("float")  # also what math.exp(term) and friends call

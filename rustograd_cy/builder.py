@@ -15,7 +15,8 @@ The statements are parsed with `ast` and never executed. What each construct bec
   * `name = <expression>`: the expression's term, reachable as `name`;
   * a number inside an expression: a constant leaf named by its source text ("5.", "0.2"); as the
     exponent of `**` it is a plain number, so `x ** 2` is the fast x ** constant op;
-  * `+ - * /`, unary `-` and `+`, `**` and parentheses: the term operators;
+  * `+ - * /`, unary `-` and `+`, `**` and parentheses: the term operators; one comparison
+    `< <= > >= == !=` (a comparison node, 1.0 or 0.0) and `where(cond, a, b)` (rg.where);
   * `f(x)`: if the namespace holds both `f` and `f_derive`, a user function:
     `x.apply("f", f, f_derive)` (plus `grad_graph=f_grad_graph` when the namespace holds one, so
     gen_graph() can differentiate it). Otherwise, if `f` is a built-in function (one of `rg`'s module
@@ -41,6 +42,7 @@ from rustograd_cy._nodes import RcTerm, Term
 from rustograd_cy._opspec import SPEC
 from rustograd_cy._tape import Tape
 from rustograd_cy.errors import BuilderError
+from rustograd_cy.functions import where as _where
 
 #: The built-in functions a call may name: the spec's rows with a module function, by arity.
 UNARY_BUILTINS = frozenset(op.name for op in SPEC if op.function and op.arity == 1)
@@ -164,6 +166,11 @@ def _signed_number(node):
     return None
 
 
+_COMPARES = {
+    ast.Lt: lambda x, y: x < y, ast.LtE: lambda x, y: x <= y, ast.Gt: lambda x, y: x > y,
+    ast.GtE: lambda x, y: x >= y, ast.Eq: lambda x, y: x == y, ast.NotEq: lambda x, y: x != y,
+}
+
 _BINOPS = {
     ast.Add: lambda x, y: x + y,
     ast.Sub: lambda x, y: x - y,
@@ -258,6 +265,14 @@ class _Builder:
             if isinstance(node.op, ast.Pow) and _signed_number(node.right) is not None:
                 return left ** _signed_number(node.right)  # x ** constant: the fast powc op
             return op(left, self.expr(node.right))
+        if isinstance(node, ast.Compare):
+            if len(node.ops) != 1:
+                raise self.error(node, "one comparison at a time: write (a < b) * (b < c) for a < b < c")
+            op = _COMPARES.get(type(node.ops[0]))
+            if op is None:
+                raise self.error(node, f"unsupported comparison {type(node.ops[0]).__name__}: "
+                                       f"use < <= > >= == !=")
+            return op(self.expr(node.left), self.expr(node.comparators[0]))
         if isinstance(node, ast.Call):
             return self.call(node)
         raise self.error(node, f"unsupported expression ({type(node).__name__}): use names, numbers, "
@@ -285,6 +300,10 @@ class _Builder:
             if grad_graph is not None:
                 return arg.apply(fname, f, df, grad_graph=grad_graph)
             return arg.apply(fname, f, df)
+        if fname == "where":
+            if len(node.args) != 3:
+                raise self.error(node, f"where() takes three arguments, got {len(node.args)}")
+            return _where(*[self.expr(a) for a in node.args])
         if fname in UNARY_BUILTINS:
             if len(node.args) != 1:
                 raise self.error(node, f"{fname}() takes one argument, got {len(node.args)}")

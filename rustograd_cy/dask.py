@@ -79,6 +79,9 @@ class _Problem:
         if not isinstance(data, collections.abc.Mapping) or not data:
             raise TypeError("data is a non-empty dict from the tape's data leaves to 1-D dask arrays")
         leaves, arrays = [], []
+        # Nodes by index: terms hash by identity and `==` builds a comparison node, so two proxies
+        # of one leaf are two dict keys (and `leaf in params` would compare).
+        param_nodes, data_nodes = {p.index for p in params}, set()
         for leaf, arr in data.items():
             if type(leaf) is not TapeTerm:
                 raise TypeError(f"data's keys are leaves made by tape.term(), not {type(leaf).__name__}")
@@ -89,8 +92,11 @@ class _Problem:
                     f"data's keys are leaves made by tape.term(), set to each chunk's samples; "
                     f"{_node(leaf)} is not one"
                 )
-            if leaf in params:
+            if leaf.index in param_nodes:
                 raise ValueError(f"{_node(leaf)} is both a parameter and a data leaf")
+            if leaf.index in data_nodes:
+                raise ValueError(f"{_node(leaf)} is a key of data twice (two terms of one leaf)")
+            data_nodes.add(leaf.index)
             if not isinstance(arr, da.Array):
                 raise TypeError(
                     f"data[{leaf.name!r}] is a {type(arr).__name__}; data holds 1-D dask arrays "

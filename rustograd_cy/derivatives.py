@@ -29,7 +29,9 @@ applied when it can be decided while building (its operands are constant nodes: 
 c == 0 is structurally zero, as in C); otherwise the graph follows the smooth formula, so at those
 isolated points it may give NaN where C gives 0: d(x ** y)/dx = y * x ** (y - 1) is NaN at x = 0,
 y = 0 and d(x ** y)/dy = x ** y * log(x) is NaN at x = 0. The kinks of relu, abs, maximum and
-minimum differentiate to the step-function ops step, sign and share, exactly as in C.
+minimum differentiate to the step-function ops step, sign and share, exactly as in C. Comparisons
+have no tangent; `rg.where`'s gates when/unless pass their operand's tangent through the same gate,
+so the branch not taken contributes nothing, not 0 * NaN.
 """
 import ast
 import math
@@ -41,6 +43,11 @@ from rustograd_cy.errors import GradGraphMissingError, TapeMismatchError, TermWa
 
 _LEAF, _CONST, _APPLY = OP_CODES["leaf"], OP_CODES["const"], OP_CODES["apply"]
 _ONE = 1  # the tape's preallocated constant 1
+#: when and unless (the halves of rg.where): linear in their second operand, gated by the first.
+#: Their tangent is the same gate of the operand's tangent, when(c, t), rather than the product
+#: when(c, 1) * t, which would be NaN where t is NaN or inf in the branch not taken (0 * inf):
+#: the graph keeps the zero-adjoint rule of the C sweeps.
+_GATES = frozenset(OP_CODES[op.name] for op in SPEC if op.gate)
 _BINOP_NAMES = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div"}
 
 
@@ -343,6 +350,9 @@ def gen_graph(y, x, optim=False, _any_node=False):
             continue  # leaves, constants and everything not depending on x
         if op == _APPLY:
             tangent[i] = _sum(g, _scaled(g, _apply_partial(g, i, a), ta), None)
+            continue
+        if op in _GATES:  # when(c, y) / unless(c, y): the tangent passes the same gate
+            tangent[i] = g.op(name, a, tb) if tb is not None else None
             continue
         da, db = RULES[name](g, a, b, i)
         tangent[i] = _sum(g, _scaled(g, da, ta) if ta is not None else None,

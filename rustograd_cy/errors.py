@@ -44,6 +44,41 @@ class GradGraphMissingError(RustogradError, TypeError):
     """gen_graph() reached an apply() node made without grad_graph=, so it cannot build its derivative."""
 
 
+class BranchChangedError(RustogradError, RuntimeError):
+    """A guard flipped: a comparison that a Python branch tested while rg.grad (or a friend) recorded
+    the function has another outcome at the values being swept, so the recorded graph is the other
+    branch's. The transforms catch it on their own tapes and record that branch; it reaches the user
+    on a tape of their own (a transform composed on their terms), and in batch mode when samples
+    take different branches.
+
+    `index` is the comparison's node, `label` its expression, `outcome` the truth recorded, `sample`
+    the first sample of the batch that differs (None outside batch mode).
+    """
+
+    def __init__(self, message, index=None, label=None, outcome=None, sample=None):
+        super().__init__(message)
+        self.index = index
+        self.label = label
+        self.outcome = outcome
+        self.sample = sample
+
+
+def branch_changed_error(index, label, outcome, sample, batch_size):
+    """The BranchChangedError of guard node `index` (recorded `outcome`), flipped at `sample` of a
+    batch (sample None: in scalar mode)."""
+    guard = f"the guard {label!r} (node {index}), {outcome} when the function was recorded,"
+    if sample is None:
+        return BranchChangedError(
+            f"{guard} is {not outcome} now: this graph holds the other branch of a Python `if`. "
+            f"Call the transform again (rg.grad(f)(...) records the branch taken), or use "
+            f"rg.where(cond, a, b) to keep both branches in one graph",
+            index, label, outcome, None)
+    return BranchChangedError(
+        f"{guard} is {not outcome} for sample {sample} of the batch of {batch_size}: a Python branch "
+        f"takes one side for the whole batch. Use rg.where(cond, a, b) for a choice per sample",
+        index, label, outcome, sample)
+
+
 class BuilderError(RustogradError, SyntaxError):
     """rg.rustograd() met statements it cannot turn into terms; `lineno`/`offset` say where.
 
@@ -72,14 +107,19 @@ NOT_A_NUMBER = (
 )
 
 
-#: The TypeError of `term == number` and `term != number` (on every kind). Terms compare equal only
-#: to themselves (the same node), so they stay usable as dict keys and in sets; a comparison with a
-#: number, which Python would silently make False, is refused until comparisons become ops.
-COMPARE_WITH_NUMBER = (
-    "a term is not compared with a number: `term == 0` is not known while the graph is built (it "
-    "would always be False). Compare its value instead (term.eval() == 0, term.data == 0); inside "
-    "rg.grad and friends a Python branch on a value is recorded once (see retrace=True). Terms "
-    "compare equal only to themselves, the same node"
+#: The TypeError of bool(term) (an `if`, `and`, `max()` on a term) outside a recording, on every kind.
+NO_TRUTH_VALUE = (
+    "a term has no truth value outside rg.grad and friends: its value is not known while the graph "
+    "is built. For a choice by value use rg.where(x > 0, a, b) (per sample in batch mode; "
+    "rg.maximum and rg.minimum for max and min), or run the Python branch inside rg.grad(f) "
+    "(and value_and_grad, jacobian, hessian, hvp), which records the branch taken and records again "
+    "when it flips; to look at a value, compare term.eval() or term.data"
+)
+
+#: The TypeError of bool() of a term that is not a comparison, inside a recording.
+NOT_A_CONDITION = (
+    "only a comparison has a truth value inside rg.grad and friends: write the condition out "
+    "(`if x != 0:` rather than `if x:`)"
 )
 
 

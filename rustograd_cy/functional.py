@@ -23,17 +23,24 @@ The inner derivative is with respect to the inner arguments only; values f close
 fixed, as in JAX.
 
 Replay: the first call records f on a tape; a later call whose arguments have the same shapes sets
-the leaves to the new values and replays the recorded tape (no Python of f runs). That is valid when
-f builds the same graph whatever the values — which holds whenever f only does arithmetic on its
-inputs, since terms have no truth value (`if x > 0` on a term raises). It is NOT valid when f
-inspects values while recording (`x.eval()`, `x.data`, a Python `if` on them): the tape holds only
-the branch taken on the first call. Pass `retrace=True` to record f afresh on every call.
+the leaves to the new values and replays the recorded tape (no Python of f runs). Python branches on
+values work: while f is recorded, `bool()` of a comparison (`if x > 0:`, `x * x if x > y else -x`,
+`max(x, y)`, `while err > tol:`) returns its truth at the values of this call and records a guard
+(the comparison node and the outcome taken). Every replay checks the guards as part of the sweep
+(one comparison per guard); if one flips, f is recorded again for that branch pattern, and up to
+`MAX_RECORDINGS` recorded tapes per argument shape are kept (most recently used first), so inputs
+that alternate between branches replay instead of re-recording. Values peeked with `x.eval()` or
+`x.data` are not guarded: a branch on those is replayed as recorded. `retrace=True` records f
+afresh on every call. Called with terms on a tape of the user's (composed), the guards stay on that
+tape: a sweep where one flips raises BranchChangedError, and in batch mode one that differs between
+samples raises it naming the first such sample (use rg.where for a choice per sample).
 """
 import numpy as np
 
+from rustograd_cy._ops import OP_CODES
 from rustograd_cy._tape import Tape, TapeTerm
 from rustograd_cy.derivatives import gen_graph as _gen_graph
-from rustograd_cy.errors import TRACING as _TRACING, TapeMismatchError
+from rustograd_cy.errors import TRACING as _TRACING, BranchChangedError, TapeMismatchError
 from rustograd_cy.functions import is_real as _is_real
 
 
@@ -55,8 +62,9 @@ class _Trace:
                 arr = np.empty(len(leaves), dtype=object)
                 arr[:] = leaves
                 traced_args.append(arr)
-        out = _record(f, traced_args, name, tape)
-        self.out_shape, self.outputs = _outputs(tape, out, vector_output)
+        out, self.guards = _record(f, traced_args, name, tape)
+        self.out_shape, outputs = _outputs(tape, out, vector_output)
+        self.outputs = _guarded(tape, outputs, self.guards)
         self.extra = {}
 
     def set(self, args):
@@ -74,15 +82,57 @@ _RECORDING = []
 
 
 def _record(f, args, name, tape):
-    """f(*args) recorded on `tape`, with the transform's name on errors.TRACING (for the message of
-    math.exp(term))."""
+    """(f(*args), the guards recorded), f recorded on `tape`, with the transform's name on
+    errors.TRACING (for the message of math.exp(term)). While it runs, bool() of a comparison on
+    this tape gives its truth and records a guard (Tape._guards, node -> outcome); the guards are
+    those it added."""
     _TRACING.append(name)
     _RECORDING.append(tape)
+    before = len(tape._guards) if tape._guards is not None else 0
+    tape._recording += 1
     try:
-        return f(*args)
+        out = f(*args)
     finally:
+        tape._recording -= 1
         _RECORDING.pop()
         _TRACING.pop()
+    guards = list(tape._guards)[before:] if tape._guards is not None else []
+    return out, guards
+
+
+_GUARD = OP_CODES["guard"]
+
+
+def _guarded(tape, terms, guards):
+    """The terms made to depend on the guard nodes, so that every sweep of them computes the
+    comparisons and checks them (Tape._check_guards): guard(t, G), where G chains the guards.
+    guard(v, c) is v, with derivative 1 in v and none in c. Without guards, the terms themselves."""
+    if not guards:
+        return terms
+    node = guards[0]
+    for g in guards[1:]:
+        node = tape._push_node(_GUARD, node, g)
+    return [tape._term_at(tape._push_node(_GUARD, t.index, node)) for t in terms]
+
+
+def _guard_result(tape, result, guards):
+    """A composed transform's result (a term, an array of terms, or tuples of them) guarded."""
+    if not guards:
+        return result
+    if isinstance(result, TapeTerm):
+        return _guarded(tape, [result], guards)[0]
+    if isinstance(result, tuple):
+        return tuple(_guard_result(tape, r, guards) for r in result)
+    if isinstance(result, np.ndarray) and result.dtype == object:
+        out = np.empty(result.shape, dtype=object)
+        out.ravel()[:] = [_guard_result(tape, r, guards) for r in result.ravel()]
+        return out
+    return result
+
+
+#: Recorded tapes a transform keeps per argument shape, one per branch pattern, most recently used
+#: first; the least recently used is dropped when a new pattern needs room.
+MAX_RECORDINGS = 8
 
 
 def _composing(args):
@@ -151,7 +201,9 @@ class _Transform:
         self.f = f
         self.argnums = argnums
         self.retrace = retrace
-        self._traces = {}
+        self._traces = {}  # argument shapes -> recorded traces, most recently used first
+        self.recordings = 0  # how many times f was recorded
+        self.max_recordings = MAX_RECORDINGS
         self.__wrapped__ = f
         self.__name__ = getattr(f, "__name__", type(self).__name__)
         self.__doc__ = getattr(f, "__doc__", None)
@@ -182,15 +234,27 @@ class _Transform:
         return [n % nargs for n in nums]
 
     def _trace(self, args):
+        """(trace, its output values) for these arguments: the most recently used recording whose
+        guards hold at them, else a new recording of f (see the module docstring)."""
         key = tuple(shape for _, shape in args)
-        trace = None if self.retrace else self._traces.get(key)
-        if trace is None:
-            trace = _Trace(self.f, [(a, s) for a, s in args], self.vector_output, self.name)
-            if not self.retrace:
-                self._traces[key] = trace
-        else:
+        traces = () if self.retrace else self._traces.setdefault(key, [])
+        for k, trace in enumerate(traces):
             trace.set(args)
-        return trace
+            try:
+                values = trace.eval()
+            except BranchChangedError:
+                if not trace.guards:  # a guard of a tape this one does not own: not ours to handle
+                    raise
+                continue
+            if k:
+                traces.insert(0, traces.pop(k))
+            return trace, values
+        trace = _Trace(self.f, [(a, s) for a, s in args], self.vector_output, self.name)
+        self.recordings += 1
+        if not self.retrace:
+            traces.insert(0, trace)
+            del traces[self.max_recordings:]
+        return trace, trace.eval()
 
     def clear_cache(self):
         """Forget the recorded tapes: the next call records f again."""
@@ -201,8 +265,7 @@ class _Transform:
             return self._composed(args)
         args = self._args(args)
         nums = self._argnums(len(args))
-        trace = self._trace(args)
-        values = trace.eval()
+        trace, values = self._trace(args)
         result = self._derivative(trace, args, nums, values)
         return result
 
@@ -239,9 +302,9 @@ class _Transform:
             traced.append(_terms_array(terms))
             shapes.append(len(terms))
         nums = self._argnums(len(args))
-        out = _record(self.f, traced, self.name, tape)
+        out, guards = _record(self.f, traced, self.name, tape)
         out_shape, outputs = _outputs(tape, out, self.vector_output)
-        return self._symbolic(outputs, out_shape, leaves, shapes, nums, args)
+        return _guard_result(tape, self._symbolic(outputs, out_shape, leaves, shapes, nums, args), guards)
 
     def _symbolic_grads(self, output, leaves, shapes, nums):
         grads = tuple(self._terms_like([_d(output, u) for u in leaves[n]], shapes[n]) for n in nums)
@@ -369,8 +432,7 @@ class _Hvp(_Hessian):
         if v[1] != args[n][1]:
             raise ValueError(f"v must have the shape of argument {n}: "
                              f"{'a float' if args[n][1] is None else args[n][1]} elements")
-        trace = self._trace(args)
-        trace.eval()
+        trace, _ = self._trace(args)
         _scalar_output(trace, "hvp")
         # s = sum_i v_i * df/dx_i with v as leaves; ds/dx = H v (H is symmetric), in one backprop().
         key = ("hvp", n)

@@ -75,3 +75,42 @@ for _op in SPEC:
         globals()[_op.name] = _function(_op)
         __all__.append(_op.name)
 del _op
+
+
+_WHEN, _UNLESS = (next(op.code for op in SPEC if op.name == n) for n in ("when", "unless"))
+
+
+def where(cond, x, y):
+    """x where cond holds, else y: per sample in batch mode, with derivative only through the branch
+    taken (a NaN or infinite derivative of the other branch never leaks into it).
+
+    `cond` is a term (usually a comparison such as `x > 0`; any term holds where it is not 0, NaN
+    included, as Python's bool) or a number; x and y are terms of cond's kind or numbers. With a
+    number for cond the choice is made now and x or y is returned as it is.
+
+    >>> import rustograd_cy as rg
+    >>> tape = rg.Tape()
+    >>> x = tape.term("x", 0.0)
+    >>> y = rg.where(x > 0, rg.sqrt(x), 0.0)
+    >>> y.eval(), y.derive(x)  # JAX and PyTorch give a NaN derivative here
+    (0.0, 0.0)
+
+    It is when(cond, x) + unless(cond, y), three nodes of the op table: the branch not taken is
+    -0.0, so the sum is exactly the branch taken.
+    """
+    if not _is_term(cond):
+        if is_real(cond):
+            return x if cond else y
+        raise TypeError(f"where() takes a term or a real number as its condition, not {type(cond).__name__}")
+    for name, branch in (("x", x), ("y", y)):
+        if not (_is_term(branch) or is_real(branch)):
+            raise TypeError(f"where()'s {name} is a term or a real number, not {type(branch).__name__}")
+    taken, other = cond._gate(_WHEN, x), cond._gate(_UNLESS, y)
+    if taken is NotImplemented or other is NotImplemented:
+        raise TypeError(
+            f"where() combines terms of one kind: the condition is a {type(cond).__name__}, x a "
+            f"{type(x).__name__} and y a {type(y).__name__}")
+    return taken + other
+
+
+__all__.append("where")

@@ -5,7 +5,8 @@ Shared by every term kind and the DOT writer: a node is described by a function 
 """
 
 # Binding strength of each infix symbol; functions and leaves bind tightest.
-_BINARY_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "**": 4}
+_COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
+_BINARY_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "**": 4, **dict.fromkeys(_COMPARISONS, 0)}
 _NEG_PRECEDENCE = 3
 _ATOM = 5
 ELLIPSIS = "…"
@@ -23,6 +24,8 @@ def _needs_parens(parent_prec, parent_infix, child_prec, position):
     # Equal strength: a - (b - c), a / (b * c) and (a ** b) ** c keep their parentheses.
     if parent_infix == "**":
         return position == 0
+    if parent_infix in _COMPARISONS:  # (a < b) < c is not Python's chained a < b < c
+        return True
     return position == 1 and parent_infix in ("-", "/")
 
 

@@ -8,6 +8,7 @@ PyTorch) by the one step function `apply_op`. The ops are every op of the spec a
 (tests/oracle.py's rows), so a new op joins every property test by its rows alone.
 """
 import math
+import operator
 
 import numpy as np
 from hypothesis import strategies as st
@@ -38,6 +39,8 @@ def apply_op(op, x, y, c):
         return x * y
     if op == "div":
         return x / y
+    if op in oracle.COMPARISONS:
+        return getattr(operator, op)(x, y)
     if op in BINARY:  # pow, atan2, maximum, minimum, ...: the method (a term on the left)
         return getattr(x, op)(y)
     if op == "apply":

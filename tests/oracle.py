@@ -177,6 +177,7 @@ class Row:
 
 _ARITH = [(1.5, -2.25), (0.0, 3.0), (-4.0, 0.1), (1e3, 1e-3)]
 _MAXMIN = [(1.0, 2.0), (2.0, 1.0), (-3.0, -1e-3), (0.0, -0.5)]
+_CMP = [(1.0, 2.0), (2.0, 1.0), (-3.0, -1e-3), (0.0, -0.5), (1e300, -1e300)]
 
 # name -> Row: one per op of the spec (tests/test_spec.py checks that every op has one).
 OPS = {
@@ -239,14 +240,32 @@ OPS = {
                 [-0.99, -0.5, 0.0, 1e-8, 0.3, 0.9], safe=(-0.9, 0.9)),
     "atan": Row(1, lambda a, b: math.atan(a), lambda a, b: (_inv(1.0 + a * a), 0.0),
                 [-100.0, -1.0, 0.0, 1e-8, 0.5, 3.0, 1e5]),
+    # Comparisons (zero derivative) at points away from ties, where finite differences are 0 too;
+    # ties and NaN are tested in tests/test_branches.py against Python's own operators.
+    "lt": Row(2, lambda a, b: float(a < b), lambda a, b: (0.0, 0.0), _CMP),
+    "le": Row(2, lambda a, b: float(a <= b), lambda a, b: (0.0, 0.0), _CMP),
+    "gt": Row(2, lambda a, b: float(a > b), lambda a, b: (0.0, 0.0), _CMP),
+    "ge": Row(2, lambda a, b: float(a >= b), lambda a, b: (0.0, 0.0), _CMP),
+    "eq": Row(2, lambda a, b: float(a == b), lambda a, b: (0.0, 0.0), _CMP),
+    "ne": Row(2, lambda a, b: float(a != b), lambda a, b: (0.0, 0.0), _CMP),
+    # rg.where's halves: b where the condition a holds (is not 0, NaN included), else -0.0.
+    "when": Row(2, lambda a, b: b if a != 0 else -0.0,
+                lambda a, b: (0.0, 1.0 if a != 0 else 0.0), [(1.0, 2.5), (0.0, 2.5), (NAN, -1.0)]),
+    "unless": Row(2, lambda a, b: -0.0 if a != 0 else b,
+                  lambda a, b: (0.0, 0.0 if a != 0 else 1.0), [(1.0, 2.5), (0.0, 2.5), (NAN, -1.0)]),
+    # A recording's guard: its first operand, depending on the comparison (b) undifferentiated.
+    "guard": Row(2, lambda a, b: a, lambda a, b: (1.0, 0.0), [(2.5, 1.0), (-1.0, 0.0)]),
 }
 # powc is pow with the exponent a number (b): differentiated in the base only.
 OPS["powc"] = Row(1, _pow, lambda a, b: (0.0 if b == 0 else b * _pow(a, b - 1.0), 0.0),
                   [(2.0, 3), (2.0, 3.0), (2.0, 0.5), (0.5, -2.0), (-1.5, 3), (-1.5, 2.0), (3.0, 1),
                    (1.7, -0.5), (1e-3, 2.5), (7.0, 0.0), (4.0, 1e-8)])
 
-#: The ops of the step functions, which gen_graph makes and users do not call.
-INTERNAL = ("step", "sign", "share")
+#: The ops users do not call by name: the step functions (gen_graph makes them), rg.where's halves
+#: (rg.where makes them) and the guards of a recording (rg.grad and friends make them).
+INTERNAL = ("step", "sign", "share", "when", "unless", "guard")
+#: The comparisons, written with Python's operators.
+COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
 UNARY = tuple(name for name, row in OPS.items()
               if row.arity == 1 and name != "powc" and name not in INTERNAL)
 BINARY = tuple(name for name, row in OPS.items() if row.arity == 2 and name not in INTERNAL)

@@ -112,3 +112,14 @@ def test_stream_memory_prints_growth_and_the_slice_check(capsys):
     assert "streamed: True" in out and "growth" in out
     worst = float(out.split("largest difference ")[1].split()[0])
     assert worst < 1e-12
+
+
+def test_branches_benchmark_functions_agree_and_print_the_table(capsys):
+    import branches
+    for x in (0.5, 1.3):
+        grads = [workloads.rg.grad(make(7))(x) for make in (branches.plain, branches.guarded,
+                                                           branches.two_branches)]
+        assert grads[0] == grads[1] == grads[2]
+    branches.main(["--steps", "3", "--budget", "0.001"])
+    out = capsys.readouterr().out
+    assert "per guard" in out and "retrace=True" in out

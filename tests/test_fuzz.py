@@ -149,6 +149,15 @@ class _ONode:
     def __neg__(self): return self._un("neg")  # noqa: E704
     def __abs__(self): return self._un("abs")  # noqa: E704
 
+    # The comparisons (tests/graphs.py writes them with Python's operators).
+    def __lt__(self, o): return self._bin("lt", o)  # noqa: E704
+    def __le__(self, o): return self._bin("le", o)  # noqa: E704
+    def __gt__(self, o): return self._bin("gt", o)  # noqa: E704
+    def __ge__(self, o): return self._bin("ge", o)  # noqa: E704
+    def __eq__(self, o): return self._bin("eq", o)  # noqa: E704
+    def __ne__(self, o): return self._bin("ne", o)  # noqa: E704
+    __hash__ = object.__hash__
+
     def __pow__(self, c):
         """x ** c with a constant exponent: not differentiated in c."""
         return _ONode(self.o, self.o._add(("powc", self.i, None, float(c))))
@@ -259,6 +268,14 @@ class _TorchTerm:
     def __neg__(self): return _TorchTerm(-self.t)
     def __abs__(self): return _TorchTerm(abs(self.t))
     def __pow__(self, c): return _TorchTerm(self.t ** c)
+    # Comparisons as float64 0/1 tensors (no gradient flows through them, as on the tape).
+    def __lt__(self, o): return _TorchTerm((self.t < self._t(o)).double())  # noqa: E704
+    def __le__(self, o): return _TorchTerm((self.t <= self._t(o)).double())  # noqa: E704
+    def __gt__(self, o): return _TorchTerm((self.t > self._t(o)).double())  # noqa: E704
+    def __ge__(self, o): return _TorchTerm((self.t >= self._t(o)).double())  # noqa: E704
+    def __eq__(self, o): return _TorchTerm((self.t == self._t(o)).double())  # noqa: E704
+    def __ne__(self, o): return _TorchTerm((self.t != self._t(o)).double())  # noqa: E704
+    __hash__ = object.__hash__
 
     def __getattr__(self, op):
         torch = _TorchTerm.torch

@@ -10,6 +10,7 @@ from numpy.polynomial import polynomial as P
 import oracle
 import rustograd_cy as rg
 from rustograd_cy._ops import OP_CODES, OPS, op_partials
+from rustograd_cy._opspec import BY_NAME
 from rustograd_cy.derivatives import RULES
 
 ORDERS = (1, 2, 3, 4)
@@ -187,7 +188,7 @@ def test_graph_rules_agree_with_the_numeric_table(name):
         want = op_partials(name, a, b)
         for k, var in enumerate(operands):
             d = node.gen_graph(var)
-            if name in oracle.INTERNAL:  # step functions: a structurally zero derivative
+            if BY_NAME[name].partials[k] is None:  # step functions, comparisons: structurally zero
                 assert d is None
             if d is None:  # structurally zero (x ** 0 too): the numeric partial must be 0
                 assert want[k] == 0.0, (name, a, b, k)
@@ -293,7 +294,7 @@ def test_gen_graph_edge_cases():
     tape = rg.Tape()
     x, y = tape.term("x", 2.0), tape.term("y", 3.0)
     assert (y * 2).gen_graph(x) is None
-    assert x.gen_graph(x) == tape.one()
+    assert x.gen_graph(x).index == tape.one().index
     assert x.gen_graph(y) is None
     with pytest.raises(rg.TermWasNotValueError):
         (x * y).gen_graph(x * y)

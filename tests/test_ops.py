@@ -5,6 +5,7 @@ Every op is built in each of its forms (method, module function, operator), diff
 relative and with central finite differences. The conventions at kinks are tested on their own.
 """
 import math
+import operator
 
 import numpy as np
 import pytest
@@ -151,7 +152,8 @@ BINARY_POINTS = {name: oracle.OPS[name].points for name in SPEC_BINARY}
 # Each binary op written with terms and numbers in any mix: its operator, its module function and
 # (term on the left) its method, as the spec gives them.
 _OPERATORS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-              "truediv": lambda a, b: a / b, "pow": lambda a, b: a ** b}
+              "truediv": lambda a, b: a / b, "pow": lambda a, b: a ** b,
+              **{name: getattr(operator, name) for name in oracle.COMPARISONS}}
 BINARY_FORMS = {
     op.name: {**({"operator": _OPERATORS[op.dunder]} if op.dunder else {}),
               **({"function": getattr(rg, op.name)} if op.function else {})}

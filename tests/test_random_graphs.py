@@ -10,6 +10,7 @@ Checked: every value equals the oracle's, `backprop` gradients equal `derive` fo
 oracle's, and exactly the output's cone holds values after eval().
 """
 import math
+import operator
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -55,7 +56,8 @@ def _unary(op, x):
 def _binary(op, x, y):
     ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
            "div": lambda a, b: a / b, "pow": lambda a, b: a ** b, "atan2": rg.atan2,
-           "maximum": rg.maximum, "minimum": rg.minimum}
+           "maximum": rg.maximum, "minimum": rg.minimum,
+           **{name: getattr(operator, name) for name in oracle.COMPARISONS}}
     return Pair(ops[op](x.term, y.term), oracle.Node(op, x.node, y.node))
 
 
@@ -91,8 +93,8 @@ def _safe(op, a, b=None, c=None):
         return a > 0.1 and abs(b) < 4
     if op == "atan2":
         return a * a + b * b > 0.01
-    if op in ("maximum", "minimum"):
-        return not _near(a, b)
+    if op in ("maximum", "minimum") or op in oracle.COMPARISONS:  # (a rounding apart at a tie:
+        return not _near(a, b)                                     # another branch)
     safe = oracle.OPS[op].safe if op in oracle.OPS else None
     return safe is None or safe[0] < a < safe[1]
 
