@@ -774,26 +774,45 @@ cdef object _truth(TapeTerm t):
     a comparison, recorded in Tape._guards; otherwise a TypeError (errors.NO_TRUTH_VALUE)."""
     cdef Tape tape = t.tape
     cdef rg_index i = t.index
-    cdef int64_t s, size
-    cdef const double *row
     if tape._recording <= 0:
         raise TypeError(NO_TRUTH_VALUE)
     if tape.c.op[i] not in _COMPARISONS:
         raise TypeError(NOT_A_CONDITION)
     if tape.b.size or not _sweep_new_nodes(tape, i):
         t.eval()
-    size = tape.b.size
-    if size and _varies(tape, i):
-        row = tape.b.value + <int64_t>i * size
-        outcome = row[0] != 0.0
-        for s in range(1, size):
-            if (row[s] != 0.0) != outcome:
-                raise branch_changed_error(i, tape._label(i), outcome, s, size)
-    else:
-        outcome = tape.c.value[i] != 0.0
+    # The sweep has let go of the tape: read the value it computed under the read guard, as .data
+    # does, so that no other thread sweeps (rewrites the rows) or grows or frees the buffers while
+    # this reads them; if another thread holds the tape now, this raises the busy RuntimeError.
+    cdef int took = tape._begin_read()
+    try:
+        outcome = _current_truth(tape, i)
+    finally:
+        tape._end_read(took)
     if tape._guards is None:
         tape._guards = {}
     tape._guards.setdefault(i, outcome)
+    return outcome
+
+
+cdef bint _current_truth(Tape tape, rg_index i) except -1:
+    """Whether comparison node i, just evaluated, holds (read it with the tape held for a read).
+    In batch mode it must hold for every sample or for none (else BranchChangedError): a streamed
+    tape has no rows, and eval() kept node i's B values, as it keeps every swept output's."""
+    cdef int64_t s, size = tape.b.size
+    cdef const double[::1] kept
+    cdef const double *row
+    cdef bint outcome
+    if not (size and _varies(tape, i)):
+        return tape.c.value[i] != 0.0
+    if tape.b.streamed:
+        kept = _kept_values(tape, i)
+        row = &kept[0]  # kept arrays are B contiguous doubles, as the rows are
+    else:
+        row = tape.b.value + <int64_t>i * size
+    outcome = row[0] != 0.0
+    for s in range(1, size):
+        if (row[s] != 0.0) != outcome:
+            raise branch_changed_error(i, tape._label(i), outcome, s, size)
     return outcome
 
 

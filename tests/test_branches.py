@@ -347,6 +347,29 @@ def test_a_guard_that_differs_between_samples_while_recording():
         rg.grad(lambda t: t * t if t > 0 else -t)(x)
 
 
+def test_a_python_branch_on_a_streamed_batch():
+    # A streamed tape (rows over rg.set_row_limit()) holds no rows: bool() of a comparison reads the
+    # B values eval() kept for it (it read the missing rows, and crashed, before).
+    from rustograd_cy import _tape
+    limit = rg.set_row_limit(0)  # every batch streams
+    try:
+        tape = rg.Tape()
+        x = tape.term("x", 0.0)
+        xs = np.linspace(0.5, 2.0, 300)
+        x.set(xs)
+        assert _tape._test_streamed(tape)[0]
+        dx = rg.grad(lambda t: t * t if t > 0 else -t)(x)
+        np.testing.assert_array_equal(dx.eval(), 2.0 * xs)
+        x.set(-xs)
+        np.testing.assert_array_equal(rg.grad(lambda t: t * t if t > 0 else -t)(x).eval(), -1.0)
+        x.set(np.array([1.0, 2.0, -1.0]))
+        assert _tape._test_streamed(tape)[0]
+        with pytest.raises(rg.BranchChangedError, match="sample 2 of the batch of 3"):
+            rg.grad(lambda t: t * t if t > 0 else -t)(x)
+    finally:
+        rg.set_row_limit(limit)
+
+
 def test_where_is_the_batch_friendly_branch():
     tape = rg.Tape()
     x = tape.term("x", 1.0)

@@ -355,3 +355,46 @@ def test_threaded_batched_sweeps_against_readers_and_new_nodes():
     finally:
         rg.set_num_threads(old)
         rg.set_row_limit(limit)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_sweeps_against_python_branches_recorded_on_the_tape(batched):
+    """bool() of a comparison while rg.grad records f on the tape (a Python branch) computes the
+    comparison, then reads its value under the read guard: against a thread that sweeps the same
+    tape (batch mode: on 2 threads), every recording gives the right derivative or meets the busy
+    error, and every sweep the single-threaded numbers."""
+    old = rg.get_num_threads()
+    rg.set_num_threads(2)
+    limit = rg.set_row_limit(float("inf"))  # full rows: the recordings' new nodes add rows
+    try:
+        tape = rg.Tape()
+        x, w, y = chain(tape, 200)
+        xs = np.linspace(0.25, 1.0, 512) if batched else 0.5
+        x.set(xs)
+        ref_value = y.eval()
+        y.backprop()
+        ref_grad = w.grad
+        want = 6.0 * np.asarray(xs)
+
+        def sweep():
+            assert same(y.eval(), ref_value)
+            y.backprop()
+            assert same(w.grad, ref_grad)
+            time.sleep(0.0005)  # room for whole recordings between the sweeps, not only busy errors
+
+        done = []
+
+        def record():
+            if len(done) >= 400:  # enough: the tape (and its rows) would only grow
+                return
+            dx = rg.grad(lambda t: 3.0 * t * t if t > 0 else -t)(x)  # bool(t > 0) on this tape
+            assert same(dx.eval(), want), "derivative"
+            done.append(1)
+
+        counts = hammer(sweep, [record, record], min_sweeps=20, min_busy=20)
+        assert counts["sweeps"] >= 1 and counts["busy"] >= 1 and done, counts
+        assert same(y.eval(), ref_value)
+        assert same(rg.grad(lambda t: 3.0 * t * t if t > 0 else -t)(x).eval(), want)
+    finally:
+        rg.set_num_threads(old)
+        rg.set_row_limit(limit)
