@@ -143,6 +143,7 @@ cdef int _refuse_streamed(Tape tape, str what) except -1:
 
 def _keep(Tape tape, terms):
     """tape.keep()'s body: the nodes whose rows streamed sweeps keep."""
+    tape._check_idle()  # first: a sweep of another thread reads the set this replaces
     cdef TapeTerm term
     nodes = set()
     for x in terms:

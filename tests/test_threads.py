@@ -88,6 +88,7 @@ def probe_every_accessor(tape, x, y):
         "new node": lambda: x * 2.0,
         "clear": lambda: tape.clear(),
         "clear_grad": lambda: tape.clear_grad(),
+        "keep": lambda: tape.keep(y),
     }
     for what, read in reads.items():
         with pytest.raises(RuntimeError, match=BUSY):
@@ -176,6 +177,40 @@ def test_a_callback_reads_its_own_sweep_but_not_a_node_without_a_row():
         y.eval(callback=lambda t: later.data)
     np.testing.assert_array_equal(y.eval(), [3.0, 5.0])
     assert later.data is None
+
+
+def test_keep_changes_nothing_while_another_thread_holds_the_tape(gate):
+    # keep() replaces the set of nodes a streamed sweep keeps rows of, which a sweep on another
+    # thread reads: it is a change, refused (before it changes anything) while the tape is held.
+    from rustograd_cy import _tape
+    limit = rg.set_row_limit(0)  # every batch streams
+    try:
+        tape = rg.Tape()
+        x, w = tape.term("x", 0.0), tape.term("w", 2.0)
+        h = (w * x).tanh()
+        out = h * h + w
+        x.apply("id", ParkingFunction(), np.cos)  # only for pickle to park in: out's cone has none
+        x.set(np.linspace(-1.0, 1.0, 50))
+        out.eval()
+        assert _tape._test_streamed(tape)[0]
+        ParkingFunction.gate = gate
+        thread, box = in_thread(lambda: pickle.dumps(tape))  # holds the tape for a read
+        assert gate.entered.wait(20)
+        try:
+            with pytest.raises(RuntimeError, match=BUSY):
+                tape.keep(h)
+        finally:
+            gate.release.set()
+            thread.join()
+        assert "error" not in box
+        out.eval()
+        with pytest.raises(ValueError, match="tape.keep"):
+            h.data  # the refused keep() did not name h
+        tape.keep(h)  # and once the tape is free it does
+        out.eval()
+        np.testing.assert_allclose(h.data, np.tanh(2.0 * np.linspace(-1.0, 1.0, 50)))
+    finally:
+        rg.set_row_limit(limit)
 
 
 @pytest.mark.parametrize("batched", [False, True])
