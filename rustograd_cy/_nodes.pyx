@@ -344,23 +344,11 @@ cdef class _Node(_NodeOps):
         return None
 
     # -- the operators and built-in functions are _NodeOps's (one per op of the spec) ------------
-
-    def __pos__(self):
-        return self
+    # `==` and the other comparisons build nodes, a term hashes by identity, and unary +, float(),
+    # int() and round() are _NodeOps's too (src/opgen.py writes them once for every kind).
 
     def __bool__(self):
         raise TypeError(NO_TRUTH_VALUE)
-
-    # `==` and the other comparisons build nodes (_NodeOps); a term hashes by identity.
-
-    def __float__(self):
-        raise not_a_number_error("float")  # also what math.exp(term) and friends call
-
-    def __int__(self):
-        raise not_a_number_error("int")
-
-    def __round__(self, ndigits=None):
-        raise not_a_number_error("round")
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r}, data={self.data!r})"

@@ -844,28 +844,16 @@ cdef class TapeTerm(_TapeOps):  # the freelist is _TapeOps's (see _tape.pxd)
             (<TapeTerm>self._next)._prev = self._prev
 
     # -- the operators and built-in functions are _TapeOps's (one per op of the spec) ------------
-
-    def __pos__(self):
-        return self
+    # `==` and the other comparisons build nodes, a term hashes by identity, and unary +, float(),
+    # int() and round() are _TapeOps's too (src/opgen.py writes them once for every kind).
 
     def __reduce__(self):
         return _restore_term, (self.tape, self.index)
-
-    # `==` and the other comparisons build nodes (_TapeOps); a term hashes by identity.
 
     def __bool__(self):
         """The truth of a comparison while a transform records on this tape (rg.grad and friends:
         recorded as a guard, checked on every replay); a TypeError anywhere else."""
         return _truth(self)
-
-    def __float__(self):
-        raise not_a_number_error("float")  # also what math.exp(term) and friends call
-
-    def __int__(self):
-        raise not_a_number_error("int")
-
-    def __round__(self, ndigits=None):
-        raise not_a_number_error("round")
 
     def __repr__(self):
         return f"TapeTerm({self.name!r}, index={self.index}, data={self.data!r})"

@@ -140,8 +140,8 @@ def method_arg(op):
 def gen_methods(spec, base, term, decorators=()):
     """The cdef class `base` holding every op's method and operator, for the term class `term`
     deriving from it. The module including it defines _unary(code, x), _binary(code, x, y) and
-    _power(x, y) for its kind; `<term?>self` keeps a bare base instance (reachable through the MRO)
-    from reaching them."""
+    _power(x, y) for its kind, and imports method_result and not_a_number_error; `<term?>self` keeps
+    a bare base instance (reachable through the MRO) from reaching them."""
     me = f"<{term}?>self"
     out = [f"# {MARK}.",
            f"# Included in the module of {term}, which derives from {base}.", "",
@@ -179,6 +179,14 @@ def gen_methods(spec, base, term, decorators=()):
         # or set never calls __eq__ on two different terms (equal hashes of live objects mean the
         # same object), and `t in {t}` stays cheap and exact.
         out += ["def __hash__(self):", "    return object.__hash__(self)", ""]
+    # The same for every kind, so written once here: a term is not a number (its value is not known
+    # while the graph is built), and unary + is the term itself. bool() differs between kinds (a
+    # TapeTerm answers it inside a recording) and stays with each term class.
+    out += ["def __pos__(self):", "    return self", ""]
+    for conversion in ("float", "int"):
+        note = "  # also what math.exp(term) and friends call" if conversion == "float" else ""
+        out += [f"def __{conversion}__(self):", f'    raise not_a_number_error("{conversion}"){note}', ""]
+    out += ["def __round__(self, ndigits=None):", '    raise not_a_number_error("round")', ""]
     for op in spec.SPEC:
         if op.method == "unary":
             out += [f"def {op.name}(self):", f'    """{_method_doc(op, None)}"""',
@@ -211,6 +219,7 @@ def stub_methods(spec, self_type, result, operand, indent="    "):
             lines.append(f"def __r{op.dunder}__({self_type}, other: SupportsFloat) -> {result}: ...")
     if any(op.dunder == "eq" for op in spec.SPEC):
         lines.append(f"def __hash__(self) -> int: ...")
+    lines.append(f"def __pos__({self_type}) -> {result}: ...")  # (no __float__: float(term) is an error)
     for op in spec.SPEC:
         if op.method == "unary":
             lines.append(f"def {op.name}({self_type}) -> {result}: ...")
