@@ -148,6 +148,14 @@ def gen_methods(spec, base, term, decorators=()):
            *decorators,
            f"cdef class {base}:",
            f'    """The operators and built-in functions of {term}: one method per op of the spec."""', ""]
+    # numpy reads __array_priority__ to decide whether to leave an operator to the other operand.
+    # Above a numpy scalar's (-1e6) and below an ndarray's (0.0): `np.float64(0.0) == x` returns
+    # NotImplemented and Python calls the term's reflected method (numpy before 2.1 compared them
+    # itself, elementwise as objects, and asked the resulting term for a bool), while an ndarray
+    # still applies the operator elementwise (an object array of terms). No __array_ufunc__: a None
+    # would stop np.sin(term) and make ndarrays defer too, a method would take over every ufunc.
+    out += ["# numpy scalars (priority -1e6) leave operators to a term, ndarrays (0.0) do not: see src/opgen.py",
+            "__array_priority__ = -1.0", ""]
     for op in spec.SPEC:
         code, note = op.code, f"  # {op.name}"
         if op.dunder in ("neg", "abs"):

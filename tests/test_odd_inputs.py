@@ -111,21 +111,42 @@ def leaf(kind, name, value):
 @pytest.mark.parametrize("number", [0, 0.0, 1.5, np.float64(0.0), np.int32(0)], ids=repr)
 def test_comparing_a_term_with_a_number_builds_a_comparison(kind, number):
     x = leaf(kind, "x", 0.0)
-    # numpy before 2.1 (2.0.2 is the last for Python 3.9) answers `np.float64(0.0) == x` itself: it
-    # compares elementwise as objects and asks the resulting term for a bool, which raises our error.
-    legacy = isinstance(number, np.generic) and np.lib.NumpyVersion(np.__version__) < "2.1.0"
-    cases = ((lambda: x == number, number == 0, False), (lambda: number == x, number == 0, True),
-             (lambda: x != number, number != 0, False), (lambda: number != x, number != 0, True))
-    for compare, holds, number_on_the_left in cases:
-        if legacy and number_on_the_left:
-            with pytest.raises(TypeError, match=r"rg\.where"):
-                compare()
-            continue
+    # With a numpy scalar on the left too, on every numpy: numpy before 2.1 (2.0.2 is the last for
+    # Python 3.9) used to compare elementwise as objects and ask the resulting term for a bool; the
+    # terms' __array_priority__ makes numpy scalars leave the comparison to the term.
+    for compare, holds in ((lambda: x == number, number == 0), (lambda: number == x, number == 0),
+                           (lambda: x != number, number != 0), (lambda: number != x, number != 0)):
         c = compare()
         assert type(c) is type(x)
         assert c.eval() == (1.0 if holds else 0.0)
         with pytest.raises(TypeError, match=r"rg\.where"):
             bool(c)  # outside rg.grad: no silent truth
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_numpy_scalars_defer_to_terms_and_arrays_still_broadcast(kind):
+    """A numpy scalar on the left of an operator or comparison returns NotImplemented, so Python
+    asks the term's reflected method (numpy 2.0 answered `np.float64(0.0) == x` itself and asked
+    the result for a bool). ndarrays still apply the operator elementwise (an object array of
+    terms), and ufuncs still call the term's method of the same name."""
+    x = leaf(kind, "x", 2.0)
+    for scalar in (np.float64(3.0), np.float32(3.0), np.int64(3), np.float16(3.0), np.longdouble(3.0)):
+        for name in ("__eq__", "__ne__", "__lt__", "__ge__", "__add__", "__mul__", "__truediv__"):
+            assert getattr(scalar, name)(x) is NotImplemented, (type(scalar), name)
+        for y, value in ((scalar == x, 0.0), (scalar != x, 1.0), (scalar < x, 0.0), (scalar >= x, 1.0),
+                         (scalar * x, 6.0), (scalar - x, 1.0), (scalar / x, 1.5), (scalar ** x, 9.0)):
+            assert type(y) is type(x) and y.eval() == value
+    y = np.array([1.0, 2.0]) * x
+    assert y.dtype == object and [t.eval() for t in y] == [2.0, 4.0]
+    assert all(type(t) is type(x) for t in y)
+    assert [t.eval() for t in np.array([1.0, 3.0]) - x] == [-1.0, 1.0]
+    assert [t.eval() for t in x * np.array([1.0, 2.0])] == [2.0, 4.0]
+    assert (np.array(3.0) * x).eval() == 6.0  # a 0-d array too
+    s = np.sin(x)
+    assert type(s) is type(x) and s.eval() == math.sin(2.0)
+    assert np.exp(x).eval() == math.exp(2.0)
+    with pytest.raises(TypeError, match=r"rg\.where"):
+        np.array([1.0, 2.0]) == x  # elementwise as objects, asking for bools: as before
 
 
 def test_the_silent_nan_of_the_issue_is_now_the_right_derivative():
