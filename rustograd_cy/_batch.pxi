@@ -64,12 +64,22 @@ def _test_streamed(Tape tape):
     return bool(tape.b.streamed), (st.chunk if st is not None else None)
 
 
+def _test_retained(Tape tape):
+    """TESTS ONLY: (whether the last streamed eval() retained its rows, whether the last streamed
+    backprop() read them instead of sweeping forward)."""
+    st = tape._stream
+    return (st is not None and st.retained is not None), (st is not None and st.reused)
+
+
 class _Stream:
     """A batched tape's arrays outside the rows: `leaf` (node -> its data, a private copy of what
     set() got), and, while the tape streams, `values` (node -> (epoch, B values) kept by eval()),
     `grads` (node -> B gradients kept by the last backprop()), `grad_cone` (that backprop's cone);
-    `keep` the nodes tape.keep() named; `chunk` the last streamed sweep's samples per chunk."""
-    __slots__ = ("leaf", "values", "grads", "grad_cone", "keep", "chunk")
+    `keep` the nodes tape.keep() named; `chunk` the last streamed sweep's samples per chunk;
+    `retained` (cone, epoch) when the last streamed sweep was an eval() of that cone that kept its
+    rows in C (rg_stream.retain), for the backprop() after it, else None; `reused` whether the last
+    streamed backprop() read them."""
+    __slots__ = ("leaf", "values", "grads", "grad_cone", "keep", "chunk", "retained", "reused")
 
     def __init__(self):
         self.leaf = {}
@@ -78,6 +88,8 @@ class _Stream:
         self.grad_cone = None
         self.keep = set()
         self.chunk = None
+        self.retained = None
+        self.reused = False
 
 
 cdef int _new_stream(Tape tape) except -1:
@@ -226,6 +238,12 @@ cdef int _stream_sweep(Tape tape, _Cone cone, rg_index output, bint reverse, int
         st.chunk = _stream_chunk
         st.fill_inner = len(kept) > 0
         st.check = check
+        # An eval() keeps its value rows when they fit in the row limit (a chunk's rows are a few per
+        # layer output, far fewer than the tape's), and the backprop() after it reads them instead
+        # of running each chunk forward again.
+        st.retain_bytes = _row_limit
+        st.reuse = (reverse and state.retained is not None and state.retained[0] is cone
+                    and state.retained[1] == tape.c.epoch)
         if reverse:
             _first_reach(tape, cone)
         with nogil:
@@ -238,6 +256,12 @@ cdef int _stream_sweep(Tape tape, _Cone cone, rg_index output, bint reverse, int
         free(values)
         free(grads)
     state.chunk = st.chunk_used if st.chunk_used > 0 else None
+    if not reverse:
+        state.retained = (cone, tape.c.epoch) if st.retained else None
+    else:
+        state.reused = bool(st.retained)
+        if not st.retained:
+            state.retained = None
     if reverse:
         state.grads = dict(grad_rows)
         state.grad_cone = cone
@@ -1125,11 +1149,13 @@ cdef bint _in_cone(_Cone cone, rg_index i) noexcept:
 
 
 cdef size_t _stream_nbytes(Tape tape):
-    """Bytes of the arrays a batched tape keeps outside its rows (leaves' data, kept rows)."""
+    """Bytes of the arrays a batched tape keeps outside its rows (leaves' data, kept rows, the
+    value rows a streamed eval() retained for backprop())."""
     state = tape._stream
     if state is None:
         return 0
     cdef size_t total = sum(a.nbytes for a in state.leaf.values())
+    total += tape.b.retained_cap * sizeof(double)
     total += sum(v[1].nbytes for v in state.values.values())
     total += sum(a.nbytes for a in state.grads.values())
     return total

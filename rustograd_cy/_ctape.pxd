@@ -79,6 +79,7 @@ cdef extern from "rg_batch.h" nogil:
         rg_index classified
         int64_t total
         uint8_t streamed
+        size_t retained_cap
 
     ctypedef struct rg_stream_row:
         rg_index node
@@ -97,6 +98,9 @@ cdef extern from "rg_batch.h" nogil:
         double bad_value
         int bad_grad
         int64_t chunk_used
+        double retain_bytes
+        int reuse
+        int retained
 
     enum: RG_ESTAGED
 

@@ -26,6 +26,7 @@
 #define RG_STREAM_MIN_CHUNK 64
 
 void rg_batch_free(rg_batch *b) {
+    free(b->retained);
     free(b->value);
     free(b->grad);
     free(b->fixed);
@@ -77,6 +78,9 @@ int rg_batch_reserve(rg_batch *b, int64_t rows) {
 }
 
 int rg_batch_set_streamed(rg_batch *b, int on) {
+    free(b->retained); /* (either way: a layout of the old mode's) */
+    b->retained = NULL;
+    b->retained_cap = 0;
     if (on) {
         free(b->value);
         free(b->grad);
@@ -103,6 +107,11 @@ int rg_batch_set_streamed(rg_batch *b, int on) {
 
 /* The batch's B (rows may be a chunk's: rg_batch.total). */
 static inline int64_t batch_samples(const rg_batch *b) { return b->total > 0 ? b->total : b->size; }
+
+/* Where node i's row starts in value[] or grad[] (a chunk's view maps nodes to rows: rg_batch.slot). */
+static inline int64_t row_at(const rg_batch *b, rg_index i) {
+    return (int64_t)(b->slot != NULL ? b->slot[i] : i) * b->size;
+}
 
 void rg_batch_classify(const rg_tape *t, rg_batch *b, rg_index upto) {
     uint8_t *varying = b->varying;
@@ -134,7 +143,7 @@ static int operand_kind(const rg_batch *b, rg_index l, rg_index r) {
 
 /* An operand's values: its row, or its scalar (read for every sample through stride 0). */
 static const double *operand(const rg_tape *t, const rg_batch *b, rg_index k) {
-    return b->varying[k] ? b->value + (int64_t)k * b->size : t->value + k;
+    return b->varying[k] ? b->value + row_at(b, k) : t->value + k;
 }
 
 /* One op over samples [s0, s1): the switch picks a loop, and inside it rg_value's switch folds away
@@ -262,7 +271,7 @@ static inline double reduce_adjoint(int o, double g, int64_t B) {
 __attribute__((noinline)) static void reduce_forward(rg_tape *t, const rg_batch *b, rg_index i,
                                                      int o, int64_t s0, int64_t s1) {
     rg_index l = t->lhs[i];
-    t->value[i] = b->varying[l] ? reduce_total(o, lane_sum(b->value + (int64_t)l * b->size, s0, s1),
+    t->value[i] = b->varying[l] ? reduce_total(o, lane_sum(b->value + row_at(b, l), s0, s1),
                                                batch_samples(b))
                                 : reduce_uniform(o, t->value[l], batch_samples(b));
 }
@@ -277,7 +286,7 @@ __attribute__((noinline)) static void reduce_reverse(rg_tape *t, rg_batch *b, rg
     double g = t->grad[i];
     if (b->varying[l]) {
         if (!(mode & RG_SWEEP_VARYING)) return;
-        double d = reduce_adjoint(o, g, B), *gl = b->grad + (int64_t)l * b->size;
+        double d = reduce_adjoint(o, g, B), *gl = b->grad + row_at(b, l);
         d = d != 0.0 ? d : 0.0;
         if (store)
             for (int64_t s = s0; s < s1; s++) gl[s] = 0.0 + d;
@@ -296,10 +305,9 @@ static inline __attribute__((always_inline)) void reverse_op(const rg_tape *t, r
                                                              int64_t s0, int64_t s1,
                                                              double *uniform_grad,
                                                              double *scratch, const double *g) {
-    const int64_t B = b->size;
     rg_index l = t->lhs[i], r = t->rhs[i];
-    const double *v = b->value + (int64_t)i * B, *a = operand(t, b, l), *c = operand(t, b, r);
-    double *ga = b->grad + (int64_t)l * B, *gc = b->grad + (int64_t)r * B;
+    const double *v = b->value + row_at(b, i), *a = operand(t, b, l), *c = operand(t, b, r);
+    double *ga = b->grad + row_at(b, l), *gc = b->grad + row_at(b, r);
     int binary = RG_OP_INFO[o].arity == 2;
     switch (operand_kind(b, l, r)) {
         /* Each store flag is a constant in its call, so every combination is its own loop. */
@@ -369,7 +377,7 @@ static inline __attribute__((always_inline)) void chain_forward(const rg_tape *t
                                                                 const rg_chain *c, int64_t s0,
                                                                 int64_t s1) {
     const rg_link *L = p->links + c->first;
-    double *v = b->value + (int64_t)L[c->count - 1].add * b->size;
+    double *v = b->value + row_at(b, L[c->count - 1].add);
     const double *base = operand(t, b, c->base);
     if (b->varying[c->base]) sum_term(t, b, &L[0], v, base, 1, 0, s0, s1);
     else sum_term(t, b, &L[0], v, base, 0, 0, s0, s1);
@@ -384,15 +392,15 @@ void rg_fill_inner_values(const rg_tape *t, const rg_plan *p, rg_batch *b) {
         rg_index prev = p->chains[c].base;
         for (int32_t k = 0; k < p->chains[c].count; k++) {
             if (L[k].product >= 0) { /* its product's row, then the sum as a plain term of it */
-                double *q = b->value + (int64_t)L[k].product * B, w = t->value[L[k].scale];
-                const double *x = b->value + (int64_t)L[k].term * B;
+                double *q = b->value + row_at(b, L[k].product), w = t->value[L[k].scale];
+                const double *x = b->value + row_at(b, L[k].term);
                 for (int64_t s = 0; s < B; s++) q[s] = term_value(x, 1, w, 1, L[k].scale_first, s);
                 if (k < p->chains[c].count - 1) /* (the top's row is the sweep's) */
                     forward_op(RG_ADD, operand_kind(b, prev, L[k].product),
-                               b->value + (int64_t)L[k].add * B, operand(t, b, prev), q, 0, B);
+                               b->value + row_at(b, L[k].add), operand(t, b, prev), q, 0, B);
             } else if (k < p->chains[c].count - 1) {
                 forward_op(RG_ADD, operand_kind(b, prev, L[k].term),
-                           b->value + (int64_t)L[k].add * B, operand(t, b, prev),
+                           b->value + row_at(b, L[k].add), operand(t, b, prev),
                            operand(t, b, L[k].term), 0, B);
             }
             prev = L[k].add;
@@ -418,7 +426,7 @@ static inline __attribute__((always_inline)) void pass_grad(const rg_batch *b, r
                                                             double *uniform_grad,
                                                             double *scratch) {
     if (b->varying[k]) {
-        double *gk = b->grad + (int64_t)k * b->size;
+        double *gk = b->grad + row_at(b, k);
         if (store) pass_loop(g, gk, 1, s0, s1);
         else pass_loop(g, gk, 0, s0, s1);
     } else {
@@ -436,7 +444,7 @@ static inline __attribute__((always_inline)) void chain_reverse(const rg_tape *t
                                                                 int64_t s1, double *uniform_grad,
                                                                 double *scratch) {
     const rg_link *L = p->links + c->first;
-    const double *g = b->grad + (int64_t)L[c->count - 1].add * b->size;
+    const double *g = b->grad + row_at(b, L[c->count - 1].add);
     for (int32_t k = c->count - 1; k >= 0; k--) {
         if (L[k].product >= 0) {
             int first = L[k].store ? (L[k].scale_first ? 2 : 1) : 0;
@@ -454,10 +462,10 @@ void rg_fill_inner_grads(const rg_plan *p, rg_batch *b) {
         const rg_link *L = p->links + p->chains[c].first;
         int32_t count = p->chains[c].count;
         if (!b->varying[L[0].add]) continue; /* a uniform chain: its numbers are all written */
-        const double *g = b->grad + (int64_t)L[count - 1].add * B;
+        const double *g = b->grad + row_at(b, L[count - 1].add);
         for (int32_t k = 0; k < count; k++) {
-            if (k < count - 1) pass_loop(g, b->grad + (int64_t)L[k].add * B, 1, 0, B);
-            if (L[k].product >= 0) pass_loop(g, b->grad + (int64_t)L[k].product * B, 1, 0, B);
+            if (k < count - 1) pass_loop(g, b->grad + row_at(b, L[k].add), 1, 0, B);
+            if (L[k].product >= 0) pass_loop(g, b->grad + row_at(b, L[k].product), 1, 0, B);
         }
     }
 }
@@ -533,7 +541,7 @@ RG_KERNEL rg_index rg_forward_batch(rg_tape *t, rg_batch *b, const rg_index *con
         }
         if (!(mode & RG_SWEEP_VARYING)) continue;
         if (o == RG_APPLY) return pos;
-        forward_op(o, operand_kind(b, l, r), b->value + (int64_t)i * b->size, operand(t, b, l),
+        forward_op(o, operand_kind(b, l, r), b->value + row_at(b, i), operand(t, b, l),
                    operand(t, b, r), s0, s1);
     }
     return n;
@@ -558,25 +566,25 @@ typedef struct {
     rg_index *xs, *tops; /* a group's x rows and top rows (max n, max m) */
 } rg_gemm_space;
 
-/* The leading dimension of rows r[0], r[0] + d, r[0] + 2d, ... of `size` doubles (d > 0) as one
- * row-major matrix, d * size, or 0 if they are not so spaced (or that does not fit an int). */
-static int row_spacing(const rg_index *r, int32_t count, int64_t size) {
-    if (count < 2) return (int)(size <= INT32_MAX ? size : 0);
-    int64_t d = (int64_t)r[1] - r[0];
-    if (d <= 0 || d * size > INT32_MAX) return 0;
+/* The leading dimension of the rows of nodes r[0], r[1], ... as one row-major matrix, when they are
+ * evenly spaced in value[] (and grad[]): d rows apart (d > 0), it is d * size; else 0 (also when
+ * that does not fit an int). */
+static int row_spacing(const rg_batch *b, const rg_index *r, int32_t count) {
+    if (count < 2) return (int)(b->size <= INT32_MAX ? b->size : 0);
+    int64_t d = row_at(b, r[1]) - row_at(b, r[0]);
+    if (d <= 0 || d > INT32_MAX) return 0;
     for (int32_t k = 2; k < count; k++)
-        if ((int64_t)r[k] - r[k - 1] != d) return 0;
-    return (int)(d * size);
+        if (row_at(b, r[k]) - row_at(b, r[k - 1]) != d) return 0;
+    return (int)d;
 }
 
 /* A group's n x rows (the first chain's terms) on [s0, s1) as a matrix: in place, or gathered. */
 static const double *group_x(const rg_batch *b, const rg_index *xs, int32_t n, int64_t s0,
                              int64_t nb, double *scratch, int *ld) {
-    *ld = row_spacing(xs, n, b->size);
-    if (*ld > 0) return b->value + (int64_t)xs[0] * b->size + s0;
+    *ld = row_spacing(b, xs, n);
+    if (*ld > 0) return b->value + row_at(b, xs[0]) + s0;
     for (int32_t k = 0; k < n; k++)
-        memcpy(scratch + k * nb, b->value + (int64_t)xs[k] * b->size + s0,
-               (size_t)nb * sizeof *scratch);
+        memcpy(scratch + k * nb, b->value + row_at(b, xs[k]) + s0, (size_t)nb * sizeof *scratch);
     *ld = (int)nb;
     return scratch;
 }
@@ -598,7 +606,6 @@ static void group_operands(const rg_tape *t, const rg_plan *p, const rg_group *G
 static void gemm_forward(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_t g, int64_t s0,
                          int64_t s1, const rg_gemm_space *gs) {
     const rg_group *G = &p->groups[g];
-    const int64_t B = b->size;
     int m = G->count, n = G->n, nb = (int)(s1 - s0), ldx;
     const double one = 1.0, zero = 0.0;
     group_operands(t, p, G, gs);
@@ -607,7 +614,7 @@ static void gemm_forward(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_
     for (int32_t o = 0; o < m; o++) {
         const double bias = t->value[p->chains[p->group_chains[G->first + o]].base];
         const double *y = gs->y + (int64_t)o * nb;
-        double *v = b->value + (int64_t)gs->tops[o] * B + s0;
+        double *v = b->value + row_at(b, gs->tops[o]) + s0;
         for (int64_t s = 0; s < nb; s++) v[s] = bias + y[s];
     }
 }
@@ -617,18 +624,17 @@ static void gemm_forward(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_
 static void gemm_reverse(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_t g, int64_t s0,
                          int64_t s1, double *uniform_grad, const rg_gemm_space *gs) {
     const rg_group *G = &p->groups[g];
-    const int64_t B = b->size;
     int m = G->count, n = G->n, nb = (int)(s1 - s0), ldx, ldy, ldgx;
     const double one = 1.0, zero = 0.0;
     group_operands(t, p, G, gs);
     const int32_t *cs = p->group_chains + G->first;
     const double *dY; /* the tops' gradient rows */
-    ldy = row_spacing(gs->tops, m, B);
+    ldy = row_spacing(b, gs->tops, m);
     if (ldy > 0) {
-        dY = b->grad + (int64_t)gs->tops[0] * B + s0;
+        dY = b->grad + row_at(b, gs->tops[0]) + s0;
     } else {
         for (int32_t o = 0; o < m; o++)
-            memcpy(gs->y + (int64_t)o * nb, b->grad + (int64_t)gs->tops[o] * B + s0,
+            memcpy(gs->y + (int64_t)o * nb, b->grad + row_at(b, gs->tops[o]) + s0,
                    (size_t)nb * sizeof *gs->y);
         dY = gs->y;
         ldy = nb;
@@ -641,13 +647,13 @@ static void gemm_reverse(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_
         const rg_link *L = p->links + p->chains[cs[o]].first;
         for (int32_t k = 0; k < n; k++) uniform_grad[L[k].scale] += gs->dw[o * n + k];
     }
-    ldgx = row_spacing(gs->xs, n, B);
-    double *dX = ldgx > 0 ? b->grad + (int64_t)gs->xs[0] * B + s0 : gs->x;
+    ldgx = row_spacing(b, gs->xs, n);
+    double *dX = ldgx > 0 ? b->grad + row_at(b, gs->xs[0]) + s0 : gs->x;
     if (ldgx == 0) ldgx = nb;
     gemm_fn("N", "T", &nb, &n, &m, &one, dY, &ldy, gs->w, &n, &zero, dX, &ldgx);
     if (dX == gs->x)
         for (int32_t k = 0; k < n; k++)
-            memcpy(b->grad + (int64_t)gs->xs[k] * B + s0, gs->x + (int64_t)k * nb,
+            memcpy(b->grad + row_at(b, gs->xs[k]) + s0, gs->x + (int64_t)k * nb,
                    (size_t)nb * sizeof *gs->x);
 }
 
@@ -663,7 +669,7 @@ RG_KERNEL static void planned_forward(rg_tape *t, rg_batch *b, const rg_plan *p,
         else if (unit >= 0) chain_forward(t, b, p, &p->chains[unit], s0, s1);
         else if (unit <= RG_UNIT_REDUCE) /* a reduction of a row: this chunk's share of its sum */
             totals[RG_UNIT_REDUCE - unit] +=
-                lane_sum(b->value + (int64_t)t->lhs[cone[pos]] * b->size, s0, s1);
+                lane_sum(b->value + row_at(b, t->lhs[cone[pos]]), s0, s1);
         else rg_forward_batch(t, b, cone, pos, pos + 1, s0, s1, RG_SWEEP_VARYING);
     }
 }
@@ -706,14 +712,13 @@ void rg_first_reach(const rg_tape *t, const rg_index *cone, rg_index n, uint8_t 
 
 void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64_t s0, int64_t s1,
                             int zero) {
-    const int64_t B = b->size;
     for (rg_index pos = 0; zero && pos < n; pos++) {
         if (!b->varying[cone[pos]]) continue;
-        double *g = b->grad + (int64_t)cone[pos] * B;
+        double *g = b->grad + row_at(b, cone[pos]);
         memset(g + s0, 0, (size_t)(s1 - s0) * sizeof *g);
     }
     if (!b->varying[cone[n - 1]]) return;
-    double *g = b->grad + (int64_t)cone[n - 1] * B;
+    double *g = b->grad + row_at(b, cone[n - 1]);
     for (int64_t s = s0; s < s1; s++) g[s] = 1.0;
 }
 
@@ -742,7 +747,7 @@ RG_KERNEL rg_index rg_reverse_batch(rg_tape *t, rg_batch *b, const rg_index *con
         if (!(mode & RG_SWEEP_VARYING)) continue;
         if (o == RG_APPLY) return pos;
         reverse_op(t, b, i, o, first == NULL ? 0 : first[pos], s0, s1, uniform_grad, scratch,
-                   b->grad + (int64_t)i * b->size);
+                   b->grad + row_at(b, i));
     }
     return stop - 1;
 }
@@ -814,6 +819,10 @@ typedef struct {
     rg_index vpos, gpos;
     int64_t vsample, gsample;
     double vvalue, gvalue;
+    const int32_t *slot;  /* streamed: each node's row in `rows` (stream_slots) */
+    int64_t n_rows;       /* streamed: rows per chunk in `rows`, values (and as many gradients) */
+    double *retained;     /* streamed: value rows of every chunk (rg_stream.retain), else NULL */
+    int reuse;            /* streamed reverse: `retained` holds this sweep's values already */
 } rg_batch_job;
 
 /* Samples per chunk of a sweep over a cone of n nodes. */
@@ -822,12 +831,58 @@ static int64_t chunk_size(rg_index n) {
     return chunk < RG_BATCH_MIN_CHUNK ? RG_BATCH_MIN_CHUNK : chunk;
 }
 
-/* Samples per chunk of a streamed sweep: the full sweep's, unless one thread's rows (`width`
- * nodes, values and gradients) would then take more than RG_STREAM_BYTES. */
-static int64_t stream_chunk(rg_index n, int64_t width) {
-    int64_t chunk = chunk_size(n), cap = RG_STREAM_BYTES / (2 * (int64_t)sizeof(double) * width);
+/* Samples per chunk of a streamed sweep: the full sweep's, unless one thread's rows (`rows` rows,
+ * values and gradients) would then take more than RG_STREAM_BYTES. */
+static int64_t stream_chunk(rg_index n, int64_t rows) {
+    int64_t chunk = chunk_size(n), cap = RG_STREAM_BYTES / (2 * (int64_t)sizeof(double) * rows);
     if (cap < RG_STREAM_MIN_CHUNK) cap = RG_STREAM_MIN_CHUNK;
     return chunk < cap ? chunk : cap;
+}
+
+/* The rows of a streamed chunk (rg_batch.slot), for the nodes up to the output: one per varying cone
+ * node in cone order, except for the inner sums and products of fused varying chains, which only
+ * rg_fill_inner_values and rg_fill_inner_grads would write (unless `all`: they are to be written).
+ * Those, and the nodes a chunk has no row for (uniform, outside the cone), share a spare row, the
+ * last, which no sweep reads. A Linear layer's rows are then a few per output instead of two per
+ * weight, and a layer's tops and its activations are each evenly spaced (products run in place).
+ * Returns the number of rows, the spare included, or -1 (out of memory). */
+static int64_t stream_slots(const rg_batch *b, const rg_plan *p, const rg_index *cone, rg_index n,
+                            int all, int32_t **out) {
+    const int64_t width = (int64_t)cone[n - 1] + 1;
+    /* Kept in the plan, which only one sweep uses at a time (the tape is held), so its cache may
+     * be written here. */
+    rg_plan *cache = (rg_plan *)p;
+    if (cache->stream_slot != NULL && cache->stream_all == all) {
+        *out = cache->stream_slot;
+        return cache->stream_rows;
+    }
+    enum { NONE = -1, INNER = -2 };
+    int32_t *slot = malloc((size_t)width * sizeof *slot);
+    if (slot == NULL) return -1;
+    for (int64_t i = 0; i < width; i++) slot[i] = NONE;
+    for (int32_t c = 0; !all && c < p->n_chains; c++) {
+        const rg_link *L = p->links + p->chains[c].first;
+        int32_t count = p->chains[c].count;
+        if (!b->varying[L[0].add]) continue;
+        for (int32_t k = 0; k < count; k++) {
+            if (k < count - 1) slot[L[k].add] = INNER;
+            if (L[k].product >= 0) slot[L[k].product] = INNER;
+        }
+    }
+    int32_t rows = 0;
+    for (rg_index pos = 0; pos < n; pos++) {
+        rg_index i = cone[pos];
+        if (b->varying[i] && slot[i] == NONE) slot[i] = rows++;
+    }
+    for (int64_t i = 0; i < width; i++)
+        if (slot[i] < 0) slot[i] = rows;
+    free(cache->stream_slot);
+    cache->stream_slot = slot;
+    cache->stream_rows = (int64_t)rows + 1;
+    cache->stream_width = width;
+    cache->stream_all = (uint8_t)all;
+    *out = slot;
+    return cache->stream_rows;
 }
 
 /* The first position in [from, to) (the last, with `descending`) of a varying cone node whose row
@@ -837,7 +892,7 @@ static rg_index first_bad_row(const rg_batch *b, const double *rows, const rg_in
     for (rg_index k = from; k < to; k++) {
         rg_index pos = descending ? to - 1 - (k - from) : k, i = cone[pos];
         if (!b->varying[i]) continue;
-        const double *x = rows + (int64_t)i * b->size;
+        const double *x = rows + row_at(b, i);
         if (!rg_any_nonfinite(x, b->size)) continue;
         int64_t s = 0;
         while (isfinite(x[s])) s++;
@@ -851,46 +906,50 @@ static rg_index first_bad_row(const rg_batch *b, const double *rows, const rg_in
  * kept rows copied out and, with the check, scanned. */
 static void run_stream_job(rg_batch_job *j) {
     const rg_stream *st = j->stream;
-    const rg_index n = j->n, width = j->cone[n - 1] + 1;
+    const rg_index n = j->n;
     rg_batch view = *j->b;
     view.value = j->rows;
-    view.grad = j->rows + (int64_t)width * j->chunk;
+    view.grad = j->rows + j->n_rows * j->chunk;
+    view.slot = j->slot;
     view.total = j->b->size;
     view.streamed = 0;
     for (int64_t s = j->s0; s < j->s1; s += j->chunk) {
         int64_t w = j->s1 - s < j->chunk ? j->s1 - s : j->chunk, bad;
         view.size = w; /* the rows' stride: this chunk's samples */
+        if (j->retained != NULL) view.value = j->retained + s * j->n_rows; /* chunk-major */
+        if (j->reuse) goto back;
         for (int32_t k = 0; k < st->n_inputs; k++)
-            memcpy(view.value + (int64_t)st->inputs[k].node * w, st->inputs[k].data + s,
+            memcpy(view.value + row_at(&view, st->inputs[k].node), st->inputs[k].data + s,
                    (size_t)w * sizeof(double));
         planned_forward(j->t, &view, j->plan, j->cone, 0, w, j->totals, &j->gemm);
         if (st->fill_inner || st->check) rg_fill_inner_values(j->t, j->plan, &view);
         if (!j->reverse)
             for (int32_t k = 0; k < st->n_values; k++)
-                memcpy(st->values[k].data + s, view.value + (int64_t)st->values[k].node * w,
+                memcpy(st->values[k].data + s, view.value + row_at(&view, st->values[k].node),
                        (size_t)w * sizeof(double));
         if (st->check && j->vpos > 0) {
             rg_index pos = first_bad_row(&view, view.value, j->cone, 0, j->vpos, 0, &bad);
             if (pos >= 0) {
                 j->vpos = pos;
                 j->vsample = s + bad;
-                j->vvalue = view.value[(int64_t)j->cone[pos] * w + bad];
+                j->vvalue = view.value[row_at(&view, j->cone[pos]) + bad];
             }
         }
         if (!j->reverse) continue;
+    back:
         rg_reverse_begin_batch(&view, j->cone, n, 0, w, 0);
         planned_reverse(j->t, &view, j->plan, j->cone, j->first, 0, w, j->uniform_grad, j->scratch,
                         &j->gemm);
         if (st->fill_inner || st->check) rg_fill_inner_grads(j->plan, &view);
         for (int32_t k = 0; k < st->n_grads; k++)
-            memcpy(st->grads[k].data + s, view.grad + (int64_t)st->grads[k].node * w,
+            memcpy(st->grads[k].data + s, view.grad + row_at(&view, st->grads[k].node),
                    (size_t)w * sizeof(double));
         if (st->check && j->gpos < n - 1) {
             rg_index pos = first_bad_row(&view, view.grad, j->cone, j->gpos + 1, n, 1, &bad);
             if (pos >= 0) {
                 j->gpos = pos;
                 j->gsample = s + bad;
-                j->gvalue = view.grad[(int64_t)j->cone[pos] * w + bad];
+                j->gvalue = view.grad[row_at(&view, j->cone[pos]) + bad];
             }
         }
     }
@@ -989,12 +1048,44 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
     if (k > RG_BATCH_MAX_THREADS) k = RG_BATCH_MAX_THREADS;
     if (k < 1) k = 1;
     const int64_t width = (int64_t)cone[n - 1] + 1; /* nodes a uniform sum may be indexed by */
-    int64_t chunk = chunk_size(n);
+    int64_t chunk = chunk_size(n), n_rows = 0;
+    int32_t *slot = NULL; /* (the plan's) */
+    if (st != NULL && rows) {
+        n_rows = stream_slots(b, plan, cone, n, st->fill_inner || st->check, &slot);
+        if (n_rows < 0) return RG_ENOMEM;
+    }
     if (st != NULL) {
-        chunk = st->chunk > 0 ? st->chunk : stream_chunk(n, width);
+        chunk = st->chunk > 0 ? st->chunk : stream_chunk(n, n_rows > 0 ? n_rows : 1);
         if (chunk > B) chunk = B;
         st->chunk_used = chunk;
         st->bad_pos = -1;
+    }
+    /* Streamed: the value rows of every chunk kept from a forward sweep for the reverse one after it
+     * (rg_stream), chunk-major: chunk [s, s + w) at retained + s * n_rows. */
+    double *retained = NULL;
+    int reuse = 0;
+    if (st != NULL && rows && !st->check) {
+        size_t need = (size_t)n_rows * (size_t)B;
+        st->retained = 0;
+        if (reverse) {
+            reuse = st->reuse && b->retained != NULL && b->retained_rows == n_rows &&
+                    b->retained_chunk == chunk && b->retained_jobs == k;
+        } else if ((double)need * sizeof(double) <= st->retain_bytes) {
+            if (b->retained_cap < need) {
+                double *grown = malloc(need * sizeof *grown);
+                if (grown != NULL) {
+                    free(b->retained);
+                    b->retained = grown;
+                    b->retained_cap = need;
+                }
+            }
+            if (b->retained_cap >= need) retained = b->retained; /* (else: not kept) */
+        }
+        if (reuse) retained = b->retained;
+        b->retained_rows = retained != NULL ? n_rows : 0; /* written now, or read: valid after */
+        b->retained_chunk = chunk;
+        b->retained_jobs = k;
+        st->retained = retained != NULL;
     }
     const int64_t span = st != NULL ? chunk : B; /* samples of a job's scratch row */
     /* Scratch space first, so running out of memory leaves everything as it was. */
@@ -1017,7 +1108,7 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
         }
     }
     if (st != NULL && rows) {
-        own_rows = malloc((size_t)k * 2 * (size_t)width * (size_t)chunk * sizeof *own_rows);
+        own_rows = malloc((size_t)k * 2 * (size_t)n_rows * (size_t)chunk * sizeof *own_rows);
         if (own_rows == NULL) {
             free(scratch);
             free(sums);
@@ -1068,8 +1159,8 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
             jobs[j] = (rg_batch_job){t, b, plan, cone, first, n, s0, s1, reverse, own,
                                      scratch == NULL ? NULL : scratch + j * span,
                                      totals == NULL ? NULL : totals + j * nr, gs, chunk, st,
-                                     own_rows == NULL ? NULL : own_rows + j * 2 * width * chunk,
-                                     n, -1, -1, -1, 0.0, 0.0};
+                                     own_rows == NULL ? NULL : own_rows + j * 2 * n_rows * chunk,
+                                     n, -1, -1, -1, 0.0, 0.0, slot, n_rows, retained, reuse};
         }
         for (int64_t j = 1; j < k; j++)
             started[j] = pthread_create(&tid[j], NULL, thread_main, &jobs[j]) == 0;

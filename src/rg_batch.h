@@ -40,6 +40,14 @@ typedef struct {
                        * rg_stream_batch's jobs sweep); 0: `size` is B */
     uint8_t streamed; /* value and grad hold no rows (NULL): rg_stream_batch sweeps the batch chunk
                        * by chunk; rg_batch_reserve then grows fixed[] and varying[] only */
+    const int32_t *slot; /* a streamed chunk's view: node i's row is row slot[i] (rows that only a
+                          * fused chain's inner node would have are one shared spare row); NULL:
+                          * row i (the tape's own rows) */
+    /* A streamed eval()'s value rows, all chunks of them, kept for the backprop() after it (rg_stream
+     * retain and reuse); and the layout they were written in: rows per chunk, chunk, jobs. */
+    double *retained;
+    size_t retained_cap; /* doubles allocated */
+    int64_t retained_rows, retained_chunk, retained_jobs;
 } rg_batch;
 
 /* What a sweep covers: the rows of varying nodes, the scalars of uniform nodes, or both. */
@@ -160,12 +168,21 @@ typedef struct {
     double bad_value;  /* out: that entry */
     int bad_grad;      /* out: it is a gradient (else a value) */
     int64_t chunk_used; /* out: the samples per chunk the sweep ran */
+    /* A forward sweep keeps its value rows (in rg_batch.retained) when they take at most
+     * `retain_bytes`, and says so in `retained`. A reverse sweep given `reuse` (the caller knows the
+     * last streamed sweep was a forward one of this cone, with nothing changed since) reads them
+     * instead of running each chunk forward again, when their layout is the one it would write; it
+     * says so in `retained`. Values are then the same, so results are too. Not with `check`. */
+    double retain_bytes;
+    int reuse;
+    int retained; /* out */
 } rg_stream;
 
 /* rg_forward_batch_all / rg_reverse_batch_all of a batch whose rows are not held (b->streamed,
  * b->size = B): the samples go chunk by chunk, each thread holding the rows of one chunk only
- * (nodes up to the output x chunk, values and gradients), filled from st->inputs. A reverse sweep
- * runs each chunk forward and then back, so the uniform nodes' values must be current (an eval()
+ * (values and gradients of the rows a chunk needs: see stream_slots in rg_batch.c), filled from
+ * st->inputs. A reverse sweep runs each chunk forward and then back (unless it reuses the rows a
+ * forward sweep retained: rg_stream), so the uniform nodes' values must be current (an eval()
  * first) and their gradients are summed over the chunks; its forward values are not kept. With the
  * full sweep's chunk, values and gradients equal the full sweep's bit for bit. A staged plan is not
  * streamed: RG_ESTAGED. Else RG_OK, or RG_ENOMEM (nothing computed). */

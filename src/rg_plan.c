@@ -341,6 +341,7 @@ void rg_plan_free(rg_plan *p) {
     free(p->links);
     free(p->groups);
     free(p->group_chains);
+    free(p->stream_slot);
     memset(p, 0, sizeof *p);
 }
 
@@ -350,5 +351,6 @@ size_t rg_plan_bytes(const rg_plan *p, rg_index n) {
            (size_t)(p->n_steps + p->n_uniform + p->n_uniform_steps) * sizeof *p->steps +
            (size_t)p->n_chains * sizeof *p->chains + (size_t)p->n_links * sizeof *p->links +
            (size_t)p->n_groups * sizeof *p->groups +
-           (size_t)p->n_group_chains * sizeof *p->group_chains;
+           (size_t)p->n_group_chains * sizeof *p->group_chains +
+           (p->stream_slot != NULL ? (size_t)p->stream_width * sizeof *p->stream_slot : 0);
 }

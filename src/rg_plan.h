@@ -88,6 +88,12 @@ typedef struct {
     int32_t n_row_reductions; /* those of a varying operand (in steps[], unit RG_UNIT_REDUCE - r) */
     uint8_t staged;           /* a varying node depends on a reduction (x - rg.mean(x)): the sweeps
                                * then run node by node over all samples at once, and nothing is fused */
+    /* Made by the first streamed sweep of the cone, and kept (rg_batch.c's stream_slots): each
+     * node's row in a chunk, indexed by node up to the output, and how many rows; with
+     * stream_all, every varying node has one. */
+    int32_t *stream_slot;
+    int64_t stream_rows, stream_width;
+    uint8_t stream_all;
 } rg_plan;
 
 /* rg_plan_build's flags: fuse chains; lower dense groups of them to matrix products. */

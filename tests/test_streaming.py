@@ -16,6 +16,9 @@ import rustograd_cy as rg
 from rustograd_cy import _tape
 
 FULL, STREAM = float("inf"), 0
+# Streams the MLP steps below (their tapes' rows take tens of MiB) but lets an eval() retain its
+# chunks' rows (under 2 MiB) for the backprop() after it.
+RETAIN = 8 * 2**20
 
 
 @pytest.fixture(autouse=True)
@@ -127,18 +130,84 @@ def test_summed_gradients_equal_1000_sample_slices():
     assert np.all(np.abs(grads - expected) <= 1e-12 * np.abs(expected) + 1e-300)
 
 
-def test_memory_does_not_grow_with_the_rows():
+@pytest.mark.parametrize("limit", [32 * 2**20, 256 * 2**20])
+def test_memory_does_not_grow_with_the_rows(limit):
     """200,000 samples of the MLP: full rows would take 5 GB; the streamed tape holds its leaves'
-    data, their gradients and the output's values."""
-    rg.set_row_limit(256 * 2**20)
+    data, their gradients and the output's values, and, when they fit in the limit, the value rows
+    eval() retained for backprop() (about 110 MB here: under 256 MiB, over 32)."""
+    rg.set_row_limit(limit)
     tape, loss, score, params, leaves = moons_step(200_000)
     assert _tape._test_streamed(tape)[0]
     loss.eval()
     loss.backprop()
+    retained = _tape._test_retained(tape)
     score.eval()
     kept = (3 + 3 + 1) * 200_000 * 8  # leaves' data, their gradients, the score
-    assert tape.nbytes < kept + 4 * 2**20
+    assert retained == ((True, True) if limit > 2**27 else (False, False))
+    assert tape.nbytes < kept + (limit if retained[0] else 0) + 4 * 2**20
     assert len(tape) * 200_000 * 16 > 5e9
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("blas", [True, False])
+def test_backprop_reads_the_rows_eval_retained(threads, blas):
+    """Under the limit, a streamed eval() keeps its chunks' rows and the backprop() after it reads
+    them rather than sweep forward again: the same numbers as full rows, bit for bit."""
+    rg.set_blas(blas)
+    n = 9000
+    full = step(FULL, n=n, threads=threads)
+    retained = step(RETAIN, n=n, threads=threads)
+    assert retained["streamed"][0]
+    assert retained["value"] == full["value"]
+    assert np.array_equal(retained["params"], full["params"])
+    for x, y in zip(retained["leaves"], full["leaves"]):
+        assert np.array_equal(x, y)
+    assert np.array_equal(retained["score"], full["score"])
+
+
+def test_retained_rows_are_read_only_while_they_hold():
+    """Rows an eval() retained are read by the backprop() right after it, not after a set(), a
+    change of threads (another split of the samples), an eval() of another output, or a limit they
+    no longer fit; each of those backprop()s still gives full rows' gradients."""
+    rg.set_row_limit(FULL)
+    tape_f, loss_f, score_f, params_f, leaves_f = moons_step(9000)
+    rg.set_row_limit(RETAIN)
+    tape, loss, score, params, leaves = moons_step(9000)
+
+    def grads_match():
+        loss_f.backprop()
+        assert np.array_equal([p.grad for p in params], [p.grad for p in params_f])
+        for x, y in zip(leaves, leaves_f):
+            assert np.array_equal(x.grad, y.grad)
+
+    loss.eval(), loss_f.eval()
+    loss.backprop()
+    assert _tape._test_retained(tape) == (True, True)
+    grads_match()
+    loss.backprop()  # again: the rows still hold
+    assert _tape._test_retained(tape) == (True, True)
+    new = np.linspace(-1, 1, 9000)
+    loss.eval()
+    leaves[0].set(new), leaves_f[0].set(new)
+    loss_f.eval()
+    with pytest.raises(rg.ValueNotDefinedError):
+        loss.backprop()  # stale values: backprop() asks for an eval() first, as with full rows
+    loss.eval()
+    rg.set_num_threads(2)
+    loss.backprop()  # the rows were swept on one thread: not read
+    assert _tape._test_retained(tape)[1] is False
+    grads_match()  # (both on two threads)
+    rg.set_num_threads(1)
+    loss.eval()
+    score.eval()  # another output's sweep: the loss's rows are gone
+    loss.backprop()
+    assert _tape._test_retained(tape) == (False, False)
+    grads_match()
+    rg.set_row_limit(2**20)  # too small for them: streamed without retaining
+    loss.eval()
+    loss.backprop()
+    assert _tape._test_retained(tape) == (False, False)
+    grads_match()
 
 
 def test_a_batch_whose_rows_would_take_terabytes_streams():
