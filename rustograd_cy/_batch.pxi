@@ -64,6 +64,12 @@ def _test_streamed(Tape tape):
     return bool(tape.b.streamed), (st.chunk if st is not None else None)
 
 
+def _test_scratch_bytes(Tape tape):
+    """TESTS ONLY: bytes of the scratch space the batched sweeps keep from one sweep to the next
+    (a chunk's rows per thread, the dense groups' space), counted in nbytes."""
+    return (tape.b.chunk_rows_cap + tape.b.gemm_work_cap) * sizeof(double)
+
+
 def _test_retained(Tape tape):
     """TESTS ONLY: (whether the last streamed eval() retained its rows, whether the last streamed
     backprop() read them instead of sweeping forward)."""

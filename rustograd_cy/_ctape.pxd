@@ -80,6 +80,8 @@ cdef extern from "rg_batch.h" nogil:
         int64_t total
         uint8_t streamed
         size_t retained_cap
+        size_t chunk_rows_cap
+        size_t gemm_work_cap
 
     ctypedef struct rg_stream_row:
         rg_index node

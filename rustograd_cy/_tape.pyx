@@ -214,6 +214,7 @@ cdef class Tape:
         cdef size_t total = <size_t>self.c.capacity * RG_BYTES_PER_NODE
         total += <size_t>self.b.rows * ((0 if self.b.streamed else 2 * sizeof(double) * <size_t>self.b.size) + 2)
         total += _stream_nbytes(self)
+        total += (self.b.chunk_rows_cap + self.b.gemm_work_cap) * sizeof(double)  # sweeps' scratch
         for cone in self._cones.values():
             total += <size_t>cone.n * (sizeof(rg_index) + (1 if cone.first != NULL else 0))
             total += rg_plan_bytes(&cone.plan, cone.n)

@@ -27,6 +27,8 @@
 
 void rg_batch_free(rg_batch *b) {
     free(b->retained);
+    free(b->chunk_rows);
+    free(b->gemm_work);
     free(b->value);
     free(b->grad);
     free(b->fixed);
@@ -79,8 +81,9 @@ int rg_batch_reserve(rg_batch *b, int64_t rows) {
 
 int rg_batch_set_streamed(rg_batch *b, int on) {
     free(b->retained); /* (either way: a layout of the old mode's) */
-    b->retained = NULL;
-    b->retained_cap = 0;
+    free(b->chunk_rows);
+    b->retained = b->chunk_rows = NULL;
+    b->retained_cap = b->chunk_rows_cap = 0;
     if (on) {
         free(b->value);
         free(b->grad);
@@ -1108,7 +1111,13 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
         }
     }
     if (st != NULL && rows) {
-        own_rows = malloc((size_t)k * 2 * (size_t)n_rows * (size_t)chunk * sizeof *own_rows);
+        size_t need = (size_t)k * 2 * (size_t)n_rows * (size_t)chunk;
+        if (b->chunk_rows_cap < need) {
+            free(b->chunk_rows);
+            b->chunk_rows = malloc(need * sizeof *b->chunk_rows);
+            b->chunk_rows_cap = b->chunk_rows != NULL ? need : 0;
+        }
+        own_rows = b->chunk_rows;
         if (own_rows == NULL) {
             free(scratch);
             free(sums);
@@ -1123,12 +1132,17 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
                                                : 0;
     double *gemm = NULL;
     if (rows && per_job > 0) {
-        gemm = malloc((size_t)(k * per_job) * sizeof *gemm);
+        size_t need = (size_t)(k * per_job);
+        if (b->gemm_work_cap < need) {
+            free(b->gemm_work);
+            b->gemm_work = malloc(need * sizeof *b->gemm_work);
+            b->gemm_work_cap = b->gemm_work != NULL ? need : 0;
+        }
+        gemm = b->gemm_work;
         if (gemm == NULL) {
             free(scratch);
             free(sums);
             free(totals);
-            free(own_rows);
             return RG_ENOMEM;
         }
     }
@@ -1192,8 +1206,6 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
     free(scratch);
     free(sums);
     free(totals);
-    free(gemm);
-    free(own_rows);
     return RG_OK;
 }
 

@@ -48,6 +48,12 @@ typedef struct {
     double *retained;
     size_t retained_cap; /* doubles allocated */
     int64_t retained_rows, retained_chunk, retained_jobs;
+    /* The streamed sweeps' own rows of a chunk per thread, kept from one sweep to the next (fresh
+     * pages each sweep cost more than the sweep at a few thousand samples). */
+    double *chunk_rows;
+    size_t chunk_rows_cap; /* doubles allocated */
+    double *gemm_work; /* the same for the dense groups' scratch space (rg_plan.h) */
+    size_t gemm_work_cap;
 } rg_batch;
 
 /* What a sweep covers: the rows of varying nodes, the scalars of uniform nodes, or both. */

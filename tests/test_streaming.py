@@ -230,8 +230,11 @@ def test_prediction_keeps_only_the_output():
     before = tape.nbytes
     out = score.eval()
     assert out.shape == (5000,)
-    # the score's 5000 values, and the cone and plan made for it (each node: 4-byte index, unit)
-    assert 5000 * 8 <= tape.nbytes - before <= 5000 * 8 + 64 * len(tape)
+    # the score's 5000 values, the cone and plan made for it (each node: 4-byte index, unit), and
+    # the sweep's scratch space, kept for the next sweep: a chunk's rows, not the batch's
+    scratch = _tape._test_scratch_bytes(tape)
+    assert scratch <= 2 * 8 * 1024 * 100 + 2**19
+    assert 5000 * 8 <= tape.nbytes - before - scratch <= 5000 * 8 + 64 * len(tape)
     assert np.array_equal(score.data, out)
     rg.set_row_limit(FULL)
     assert np.array_equal(score.eval(), out)  # full rows again: same values
