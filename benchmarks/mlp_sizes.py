@@ -9,7 +9,8 @@ same weights (rg.nn.MLP's, seed 1) and biases 0.
   jax      jax.jit of the whole step (grad and update)
 Widths H = 16, 64, 128 and batches B = 100, 1000, 10000. In each cell the implementations are timed
 in one process, interleaved in blocks of calls (benchmarks/batch.median_ms_side_by_side), and the
-table shows medians in ms and each over the faster peer. Thread counts are printed above the table.
+table shows medians in ms and each over the faster peer. Thread counts are printed above the table:
+by default each implementation uses the machine's cores (ours through rg.set_num_threads).
 
 Cells whose rows (nodes x B x 16 bytes) exceed rg.get_row_limit() stream (ours marked "s"); with
 --full-rows our step also runs on full rows (no streaming) side by side, in its own column.
@@ -193,8 +194,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--widths", default=",".join(map(str, WIDTHS)))
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
-    parser.add_argument("--threads", type=int, default=rg.get_num_threads(),
-                        help="threads for ours (rg.set_num_threads)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads for ours (rg.set_num_threads); default: the machine's cores, "
+                             "as PyTorch and XLA use")
     parser.add_argument("--max-gb", type=float, default=4.0,
                         help="skip our full-rows cells whose batch rows would exceed this many GB")
     parser.add_argument("--full-rows", action="store_true",
