@@ -19,6 +19,12 @@
  * training step on 2 threads took 0.33 ms vs 0.17 on one at 500 samples, 0.61 vs 0.65 at 2000, 0.74
  * vs 1.40 at 4000.) */
 #define RG_BATCH_MIN_THREAD_WORK (1 << 19)
+/* ... and at least this many samples: each thread beyond the first sums its own share of every
+ * uniform node's gradient, which costs as much as a wide model's uniform sweep. (Measured on the
+ * 2-128-128-1 MLP of benchmarks/mlp_sizes.py, 85,000 nodes, half of them uniform: a training step
+ * of 300 samples took 3.04 ms on one thread vs 3.76 on two, of 100 samples 1.83 vs 2.53; the
+ * 2-64-64-1 MLP at 1000 samples 2.41 vs 1.82.) */
+#define RG_BATCH_MIN_THREAD_SAMPLES 400
 #define RG_BATCH_MAX_THREADS 64
 /* A streamed sweep's rows (nodes up to the output x a chunk, values and gradients) per thread at
  * most, and its chunk at least (rg_stream_batch). */
@@ -1047,7 +1053,7 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
     int64_t k = threads < 1 ? 1 : threads;
     int64_t by_work = B * (int64_t)(plan->n_steps + plan->n_links) / RG_BATCH_MIN_THREAD_WORK;
     if (k > by_work) k = by_work;
-    if (k > B / 8) k = B / 8;
+    if (k > B / RG_BATCH_MIN_THREAD_SAMPLES) k = B / RG_BATCH_MIN_THREAD_SAMPLES;
     if (k > RG_BATCH_MAX_THREADS) k = RG_BATCH_MAX_THREADS;
     if (k < 1) k = 1;
     const int64_t width = (int64_t)cone[n - 1] + 1; /* nodes a uniform sum may be indexed by */
