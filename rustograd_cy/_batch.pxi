@@ -244,10 +244,11 @@ cdef int _stream_sweep(Tape tape, _Cone cone, rg_index output, bint reverse, int
         st.chunk = _stream_chunk
         st.fill_inner = len(kept) > 0
         st.check = check
-        # An eval() keeps its value rows when they fit in the row limit (a chunk's rows are a few per
-        # layer output, far fewer than the tape's), and the backprop() after it reads them instead
-        # of running each chunk forward again.
-        st.retain_bytes = _row_limit
+        # An eval() of a loss (an output reduced over the batch, which is what a training step
+        # backprops) keeps its value rows when they fit in the row limit (a chunk's rows are a few
+        # per layer output, far fewer than the tape's), and the backprop() after it reads them
+        # instead of running each chunk forward again. A prediction (a varying output) keeps none.
+        st.retain_bytes = 0.0 if tape.b.varying[output] else _row_limit
         st.reuse = (reverse and state.retained is not None and state.retained[0] is cone
                     and state.retained[1] == tape.c.epoch)
         if reverse:

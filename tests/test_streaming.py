@@ -199,7 +199,7 @@ def test_retained_rows_are_read_only_while_they_hold():
     grads_match()  # (both on two threads)
     rg.set_num_threads(1)
     loss.eval()
-    score.eval()  # another output's sweep: the loss's rows are gone
+    score.eval()  # another output's sweep (a prediction, which retains nothing): the loss's are gone
     loss.backprop()
     assert _tape._test_retained(tape) == (False, False)
     grads_match()
@@ -235,6 +235,7 @@ def test_prediction_keeps_only_the_output():
     scratch = _tape._test_scratch_bytes(tape)
     assert scratch <= 2 * 8 * 1024 * 100 + 2**19
     assert 5000 * 8 <= tape.nbytes - before - scratch <= 5000 * 8 + 64 * len(tape)
+    assert _tape._test_retained(tape)[0] is False  # a prediction retains no rows
     assert np.array_equal(score.data, out)
     rg.set_row_limit(FULL)
     assert np.array_equal(score.eval(), out)  # full rows again: same values
