@@ -251,6 +251,8 @@ cdef int _stream_sweep(Tape tape, _Cone cone, rg_index output, bint reverse, int
         st.retain_bytes = 0.0 if tape.b.varying[output] else _row_limit
         st.reuse = (reverse and state.retained is not None and state.retained[0] is cone
                     and state.retained[1] == tape.c.epoch)
+        if not reverse:
+            state.retained = None  # (this sweep overwrites them; if it fails, none are left to read)
         if reverse:
             _first_reach(tape, cone)
         with nogil:
