@@ -10,7 +10,6 @@ cost is (guarded - unguarded) / steps per call.
 """
 import argparse
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -64,8 +63,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, nargs="*", default=[10, 100, 1000])
     parser.add_argument("--budget", type=float, default=0.5)
     args = parser.parse_args(argv)
-    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    print(f"Replay of rg.grad(f) per call, median (uptime: {load})")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"Replay of rg.grad(f) per call, median (load average: {load})")
     print(f"{'steps':>6} {'unguarded':>11} {'guarded':>11} {'per guard':>10} {'alternating':>12} "
           f"{'retrace=True':>13} {'retrace/guarded':>16}")
     for steps in args.steps:

@@ -12,13 +12,13 @@ also makes the samples on the workers, is left out):
 
     python benchmarks/dask_steps.py [--quick] [--steps N]
 
-Only ratios within one run mean anything on a shared machine: `uptime` is printed beside them.
+Only ratios within one run mean anything on a shared machine: the load average is printed beside them.
 """
 import argparse
 import logging
+import os
 import pathlib
 import statistics
-import subprocess
 import sys
 import time
 
@@ -101,8 +101,8 @@ def main(argv=None):
         print(f"{n:>10.0e}" + "".join(f"{rows[n][c]:>18.4f}" for c in columns))
     print(f"{'overhead':>10}{'':>18}" + "".join(f"{overhead[w]:>18.4f}" for w in (1, 2))
           + "   (10 chunks of 10 samples)")
-    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    print(f"machine: shared with other jobs; uptime: {load}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine: shared with other jobs; load average: {load}")
     return rows, overhead
 
 
