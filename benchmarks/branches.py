@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import rustograd_cy as rg  # noqa: E402
-from timing import median_time  # noqa: E402
+from timing import load_average, median_time  # noqa: E402
 
 
 def plain(steps):
@@ -63,7 +63,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, nargs="*", default=[10, 100, 1000])
     parser.add_argument("--budget", type=float, default=0.5)
     args = parser.parse_args(argv)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = load_average()
     print(f"Replay of rg.grad(f) per call, median (load average: {load})")
     print(f"{'steps':>6} {'unguarded':>11} {'guarded':>11} {'per guard':>10} {'alternating':>12} "
           f"{'retrace=True':>13} {'retrace/guarded':>16}")

@@ -16,7 +16,6 @@ Only ratios within one run mean anything on a shared machine: the load average i
 """
 import argparse
 import logging
-import os
 import pathlib
 import statistics
 import sys
@@ -26,10 +25,12 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import dask_fit  # noqa: E402  (the example's model and data)
 import rustograd_cy as rg  # noqa: E402
 import rustograd_cy.dask as rgd  # noqa: E402
+from timing import load_average  # noqa: E402
 
 SLICE = 10 ** 6
 
@@ -101,7 +102,7 @@ def main(argv=None):
         print(f"{n:>10.0e}" + "".join(f"{rows[n][c]:>18.4f}" for c in columns))
     print(f"{'overhead':>10}{'':>18}" + "".join(f"{overhead[w]:>18.4f}" for w in (1, 2))
           + "   (10 chunks of 10 samples)")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = load_average()
     print(f"machine: shared with other jobs; load average: {load}")
     return rows, overhead
 

@@ -14,7 +14,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import rustograd_cy as rg  # noqa: E402
-from timing import median_time  # noqa: E402
+from timing import load_average, median_time  # noqa: E402
 
 
 def peaks(samples, use_apply=False):
@@ -56,7 +56,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=100_000)
     args = parser.parse_args(argv)
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = load_average()
     print(f"load average: {load}")
     print(f"peak separation residuals, {args.samples} samples x 6 shared parameters; medians; the "
           f"machine may be shared, so compare the rows of one run only")
@@ -66,7 +66,7 @@ def main(argv=None):
         base = rows[0][1]
         for name, seconds, runs in rows:
             print(f"{label:<22} {name:<18} {seconds * 1e3:10.3f} {runs:5d} {seconds / base:11.2f}x")
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = load_average()
     print(f"load average: {load}")
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE.parent / "examples"))
 import rustograd_cy as rg  # noqa: E402
 from batch import median_ms_side_by_side  # noqa: E402
 from moons_mlp import make_moons  # noqa: E402
+from timing import load_average  # noqa: E402
 
 LR = 0.1
 DECAY = 1e-4
@@ -204,7 +205,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     widths = [int(w) for w in args.widths.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load = load_average()
     print(f"MLP 2-H-H-1 tanh, one full-batch SGD step (hinge + 1e-4 L2, float64); load {load}")
     print(thread_counts(args.threads))
     limit = rg.get_row_limit()

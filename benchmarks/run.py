@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bigdag  # noqa: E402
 import workloads  # noqa: E402
-from timing import median_time, retained_bytes  # noqa: E402
+from timing import load_average, median_time, retained_bytes  # noqa: E402
 
 FULL = dict(build=(10**4, 10**5, 10**6), replay=(10**4, 10**5, 10**6), one_shot=(10**4, 10**5),
             memory=10**5, epochs=100, budget=1.0)
@@ -36,7 +36,7 @@ def machine():
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load = load_average()
     return (f"machine: {os.cpu_count()} cores, {cpu}, Python {sys.version.split()[0]}, "
             f"load average at the end {load}")
 

@@ -9,6 +9,11 @@ import tracemalloc
 from statistics import median
 
 
+def load_average():
+    """The machine's load averages over 1, 5 and 15 minutes, as printed beside the figures."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def median_time(fn, budget=1.0, min_runs=3, max_runs=25):
     """Median seconds of fn() over repeated runs: at least `min_runs` unless one run alone takes
     longer than 3 * budget, and more while the total stays within `budget`.

@@ -834,6 +834,18 @@ typedef struct {
     int reuse;            /* streamed reverse: `retained` holds this sweep's values already */
 } rg_batch_job;
 
+/* A buffer the batch keeps from one sweep to the next (rg_batch's retained, chunk_rows, gemm_work),
+ * grown to at least `need` doubles if it is smaller (its contents are then lost). NULL if that
+ * allocation failed: the buffer is then freed. */
+static double *kept_buffer(double **buf, size_t *cap, size_t need) {
+    if (*cap < need) {
+        free(*buf);
+        *buf = malloc(need * sizeof **buf);
+        *cap = *buf != NULL ? need : 0;
+    }
+    return *buf;
+}
+
 /* Samples per chunk of a sweep over a cone of n nodes. */
 static int64_t chunk_size(rg_index n) {
     int64_t chunk = RG_BATCH_CACHE_BYTES / (2 * (int64_t)sizeof(double) * (int64_t)n);
@@ -1080,15 +1092,7 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
             reuse = st->reuse && b->retained != NULL && b->retained_rows == n_rows &&
                     b->retained_chunk == chunk && b->retained_jobs == k;
         } else if ((double)need * sizeof(double) <= st->retain_bytes) {
-            if (b->retained_cap < need) {
-                double *grown = malloc(need * sizeof *grown);
-                if (grown != NULL) {
-                    free(b->retained);
-                    b->retained = grown;
-                    b->retained_cap = need;
-                }
-            }
-            if (b->retained_cap >= need) retained = b->retained; /* (else: not kept) */
+            retained = kept_buffer(&b->retained, &b->retained_cap, need); /* (NULL: not kept) */
         }
         if (reuse) retained = b->retained;
         b->retained_rows = retained != NULL ? n_rows : 0; /* written now, or read: valid after */
@@ -1117,13 +1121,8 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
         }
     }
     if (st != NULL && rows) {
-        size_t need = (size_t)k * 2 * (size_t)n_rows * (size_t)chunk;
-        if (b->chunk_rows_cap < need) {
-            free(b->chunk_rows);
-            b->chunk_rows = malloc(need * sizeof *b->chunk_rows);
-            b->chunk_rows_cap = b->chunk_rows != NULL ? need : 0;
-        }
-        own_rows = b->chunk_rows;
+        own_rows = kept_buffer(&b->chunk_rows, &b->chunk_rows_cap,
+                               (size_t)k * 2 * (size_t)n_rows * (size_t)chunk);
         if (own_rows == NULL) {
             free(scratch);
             free(sums);
@@ -1138,13 +1137,7 @@ static int run_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index 
                                                : 0;
     double *gemm = NULL;
     if (rows && per_job > 0) {
-        size_t need = (size_t)(k * per_job);
-        if (b->gemm_work_cap < need) {
-            free(b->gemm_work);
-            b->gemm_work = malloc(need * sizeof *b->gemm_work);
-            b->gemm_work_cap = b->gemm_work != NULL ? need : 0;
-        }
-        gemm = b->gemm_work;
+        gemm = kept_buffer(&b->gemm_work, &b->gemm_work_cap, (size_t)(k * per_job));
         if (gemm == NULL) {
             free(scratch);
             free(sums);
