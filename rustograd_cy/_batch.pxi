@@ -279,8 +279,7 @@ cdef int _stream_sweep(Tape tape, _Cone cone, rg_index output, bint reverse, int
         state.values = {i: v for i, v in state.values.items() if v[0] == tape.c.epoch}
         for i, arr in value_rows:
             state.values[i] = (tape.c.epoch, arr)
-        with nogil:
-            rg_stamp_cone(&tape.c, cone.idx, cone.n, tape.c.epoch)
+        _stamp(tape, cone, tape.c.epoch)
         cone.valid_epoch = tape.c.epoch
     if check and st.bad_pos >= 0:
         _raise_stream_bad(tape, cone, &st, "backprop()" if reverse else "eval()")
@@ -433,15 +432,20 @@ def get_vector_math():
 
 def _test_plan(TapeTerm term):
     """TESTS ONLY: how the batched C sweeps run term's cone (src/rg_plan.h): the counts of fused
-    chains, of their links, of varying steps and of uniform nodes. Batch mode only."""
+    chains, of their links, of varying steps, of uniform nodes and of the uniform steps left after
+    fusing (and their runs of consecutive nodes), of dense groups (those whose weights are read in
+    place: in_place) and their chains. Batch mode only."""
     cdef Tape tape = term.tape
+    cdef int32_t g
     if not tape.b.size:
         raise ValueError("plans are made in batch mode only")
     _prepare(tape, term.index)
     cdef const rg_plan *plan = _plan(tape, tape._cone(term.index))
     return {"chains": plan.n_chains, "links": plan.n_links, "steps": plan.n_steps,
             "uniform": plan.n_uniform, "groups": plan.n_groups, "grouped": plan.n_group_chains,
-            "reductions": plan.n_reductions, "staged": bool(plan.staged)}
+            "reductions": plan.n_reductions, "staged": bool(plan.staged),
+            "uniform_steps": plan.n_uniform_steps, "uniform_runs": plan.n_uniform_runs,
+            "in_place": sum(1 for g in range(plan.n_groups) if plan.groups[g].w_ld > 0)}
 
 
 def _test_force_vector_level(int level):
@@ -769,8 +773,7 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
                 if callback is not None:
                     callback(tape._wrap(cone.idx[pos - 1]))
             tape._hollow_values = None  # every row is written now
-        with nogil:
-            rg_stamp_cone(&tape.c, cone.idx, cone.n, epoch)
+        _stamp(tape, cone, epoch)
     finally:
         tape._busy = False
     cone.valid_epoch = epoch
@@ -779,6 +782,28 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
         _scan_batch(tape, cone, tape.b.value, tape.c.value, False, "eval()", "value")
     if tape._guards is not None:  # (comparisons are never a chain's unwritten inner rows)
         tape._check_guards(cone)
+    return 0
+
+
+cdef int _stamp(Tape tape, _Cone cone, rg_stamp epoch) except -1:
+    """Marks the cone's values current after a batched sweep (which stamps nothing itself): by its
+    runs of consecutive nodes, listed once, where they are few (a model's cone is a few long runs);
+    else node by node."""
+    cdef rg_index count
+    if cone.n_runs == 0:
+        count = rg_cone_runs(cone.idx, cone.n, NULL)
+        if count > cone.n // 8:
+            cone.n_runs = -1
+        else:
+            cone.runs = <rg_index *>malloc(2 * <size_t>count * sizeof(rg_index))
+            if cone.runs == NULL:
+                raise MemoryError("no memory for the cone's runs of nodes")
+            cone.n_runs = rg_cone_runs(cone.idx, cone.n, cone.runs)
+    with nogil:
+        if cone.n_runs > 0:
+            rg_stamp_runs(&tape.c, cone.runs, cone.n_runs, epoch)
+        else:
+            rg_stamp_cone(&tape.c, cone.idx, cone.n, epoch)
     return 0
 
 

@@ -57,8 +57,13 @@ cdef extern from "rg_tape.h" nogil:
     void rg_reset_stamps(rg_tape *t)
 
 cdef extern from "rg_plan.h" nogil:
+    ctypedef struct rg_group:
+        int32_t w_ld
+
     ctypedef struct rg_plan:
         int32_t n_steps, n_uniform, n_chains, n_links, n_reductions, n_groups, n_group_chains
+        int32_t n_uniform_steps, n_uniform_runs
+        rg_group *groups
         uint8_t staged
 
     enum: RG_PLAN_FUSE, RG_PLAN_GEMM
@@ -135,6 +140,8 @@ cdef extern from "rg_batch.h" nogil:
     int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
                              const uint8_t *first, rg_index n, int threads)
     void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
+    rg_index rg_cone_runs(const rg_index *cone, rg_index n, rg_index *runs)
+    void rg_stamp_runs(rg_tape *t, const rg_index *runs, rg_index n_runs, rg_stamp epoch)
     ctypedef void (*rg_dgemm_fn)(const char *, const char *, const int *, const int *, const int *,
                                  const double *, const double *, const int *, const double *,
                                  const int *, const double *, double *, const int *)

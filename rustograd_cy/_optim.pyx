@@ -1,4 +1,5 @@
 """Optimizers (exported as rustograd_cy.optim): checks at the door, then one C loop (src/rg_optim.c)."""
+from libc.stdint cimport uint64_t
 from rustograd_cy._ctape cimport RG_LEAF, rg_index, rg_tape
 from rustograd_cy._tape cimport Tape, TapeTerm
 
@@ -54,19 +55,22 @@ cdef double[::1] _given_grads(object grads, Py_ssize_t n):
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
-cdef int _ready(Tape tape, int[::1] idx, bint own_grads) except -1:
-    """Gradients exist and every parameter holds a number (not a batch of them)."""
+cdef int _ready(Tape tape, int[::1] idx, bint own_grads, uint64_t *checked) except -1:
+    """Gradients exist and every parameter holds a number (not a batch of them). `checked`: the
+    tape's split into varying and uniform nodes (Tape._split) the parameters were last found
+    numbers in; the scan of them is skipped until set() changes which leaves hold arrays."""
     cdef Py_ssize_t k
     tape._check_idle()
     if own_grads and tape._grad_output < 0:
         raise ValueNotDefinedError("step() needs gradients: call loss.backprop() first")
-    if tape.b.size:
+    if tape.b.size and checked[0] != tape._split:
         for k in range(idx.shape[0]):
             if idx[k] < tape.b.rows and tape.b.fixed[idx[k]]:
                 raise ValueError(
                     f"parameter {tape._names[idx[k]]!r} holds an array (set() it to a number): "
                     f"parameters are shared by every sample of a batch"
                 )
+        checked[0] = tape._split
     return 0
 
 
@@ -80,6 +84,7 @@ cdef class SGD:
     """
     cdef readonly Tape tape         # the parameters' tape
     cdef int[::1] _idx              # their node indices
+    cdef uint64_t _checked          # the tape's split they were last checked in (_ready)
     cdef double[::1] _velocity      # one per parameter (empty without momentum)
     cdef public double lr
     cdef readonly double momentum
@@ -104,7 +109,7 @@ cdef class SGD:
         """
         cdef double[::1] given = _given_grads(grads, self._idx.shape[0])
         cdef const double *g = NULL if given is None else &given[0]
-        _ready(self.tape, self._idx, given is None)
+        _ready(self.tape, self._idx, given is None, &self._checked)
         self.tape._take()  # hold the tape: a push from another thread would move value[]
         try:
             with nogil:
@@ -121,6 +126,7 @@ cdef class Adam:
     x -= lr * m^ / (sqrt(v^) + eps), over leaves of one tape."""
     cdef readonly Tape tape         # the parameters' tape
     cdef int[::1] _idx              # their node indices
+    cdef uint64_t _checked          # the tape's split they were last checked in (_ready)
     cdef double[::1] _m, _v         # first and second moments, one per parameter
     cdef public double lr, eps
     cdef readonly tuple betas
@@ -150,7 +156,7 @@ cdef class Adam:
         cdef double b1 = self.betas[0], b2 = self.betas[1]
         cdef double[::1] given = _given_grads(grads, self._idx.shape[0])
         cdef const double *g = NULL if given is None else &given[0]
-        _ready(self.tape, self._idx, given is None)
+        _ready(self.tape, self._idx, given is None, &self._checked)
         self.steps += 1
         self.tape._take()  # hold the tape: a push from another thread would move value[]
         try:

@@ -16,6 +16,8 @@ cdef class _Cone:
     cdef uint8_t *outcomes          # ... and the outcome recorded for each
     cdef Py_ssize_t n_guards        # their count
     cdef Py_ssize_t guards_seen     # len(tape._guards) when they were listed (guards are only added)
+    cdef rg_index *runs             # its runs of consecutive nodes (rg_cone_runs), for _stamp()
+    cdef rg_index n_runs            # their count; 0: not made yet; -1: too many to be worth keeping
 
 
 cdef class Tape:

@@ -54,6 +54,7 @@ cdef class _Cone:
         free(self.first)
         free(self.guards)
         free(self.outcomes)
+        free(self.runs)
         rg_plan_free(&self.plan)
 
 

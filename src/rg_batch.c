@@ -598,28 +598,32 @@ static const double *group_x(const rg_batch *b, const rg_index *xs, int32_t n, i
     return scratch;
 }
 
-/* A group's weights W (m x n, row-major), x rows and tops into the job's space. */
-static void group_operands(const rg_tape *t, const rg_plan *p, const rg_group *G,
-                           const rg_gemm_space *gs) {
+/* A group's x rows and tops into the job's space, and its weights W (m x n, row-major): in place
+ * in value[] (their leading dimension in *ldw), or gathered into the job's space (*ldw = n). */
+static const double *group_operands(const rg_tape *t, const rg_plan *p, const rg_group *G,
+                                    const rg_gemm_space *gs, int *ldw) {
     for (int32_t o = 0; o < G->count; o++) {
         const rg_chain *c = &p->chains[p->group_chains[G->first + o]];
         const rg_link *L = p->links + c->first;
-        for (int32_t k = 0; k < G->n; k++) gs->w[o * G->n + k] = t->value[L[k].scale];
+        if (G->w_ld == 0)
+            for (int32_t k = 0; k < G->n; k++) gs->w[o * G->n + k] = t->value[L[k].scale];
         gs->tops[o] = L[c->count - 1].add;
         if (o == 0)
             for (int32_t k = 0; k < G->n; k++) gs->xs[k] = L[k].term;
     }
+    *ldw = G->w_ld > 0 ? G->w_ld : G->n;
+    return G->w_ld > 0 ? t->value + G->w0 : gs->w;
 }
 
 /* Group g's forward step on [s0, s1): Y = W X into scratch, then each top's row = b + Y. */
 static void gemm_forward(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_t g, int64_t s0,
                          int64_t s1, const rg_gemm_space *gs) {
     const rg_group *G = &p->groups[g];
-    int m = G->count, n = G->n, nb = (int)(s1 - s0), ldx;
+    int m = G->count, n = G->n, nb = (int)(s1 - s0), ldx, ldw;
     const double one = 1.0, zero = 0.0;
-    group_operands(t, p, G, gs);
+    const double *W = group_operands(t, p, G, gs, &ldw);
     const double *X = group_x(b, gs->xs, n, s0, nb, gs->x, &ldx);
-    gemm_fn("N", "N", &nb, &m, &n, &one, X, &ldx, gs->w, &n, &zero, gs->y, &nb);
+    gemm_fn("N", "N", &nb, &m, &n, &one, X, &ldx, W, &ldw, &zero, gs->y, &nb);
     for (int32_t o = 0; o < m; o++) {
         const double bias = t->value[p->chains[p->group_chains[G->first + o]].base];
         const double *y = gs->y + (int64_t)o * nb;
@@ -628,14 +632,15 @@ static void gemm_forward(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_
     }
 }
 
-/* Group g's reverse step on [s0, s1): db = sum(dY) and dW = dY X^T into uniform_grad, and
- * dX = W^T dY stored into the x rows (no other node reads them). */
+/* Group g's reverse step on [s0, s1): db = sum(dY) and dW = dY X^T into uniform_grad (added by the
+ * product itself where W lies in place), and dX = W^T dY stored into the x rows (no other node
+ * reads them). */
 static void gemm_reverse(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_t g, int64_t s0,
                          int64_t s1, double *uniform_grad, const rg_gemm_space *gs) {
     const rg_group *G = &p->groups[g];
-    int m = G->count, n = G->n, nb = (int)(s1 - s0), ldx, ldy, ldgx;
+    int m = G->count, n = G->n, nb = (int)(s1 - s0), ldx, ldy, ldgx, ldw;
     const double one = 1.0, zero = 0.0;
-    group_operands(t, p, G, gs);
+    const double *W = group_operands(t, p, G, gs, &ldw);
     const int32_t *cs = p->group_chains + G->first;
     const double *dY; /* the tops' gradient rows */
     ldy = row_spacing(b, gs->tops, m);
@@ -651,15 +656,19 @@ static void gemm_reverse(const rg_tape *t, rg_batch *b, const rg_plan *p, int32_
     for (int32_t o = 0; o < m; o++)
         uniform_grad[p->chains[cs[o]].base] += lane_sum(dY + (int64_t)o * ldy, 0, nb);
     const double *X = group_x(b, gs->xs, n, s0, nb, gs->x, &ldx);
-    gemm_fn("T", "N", &n, &m, &nb, &one, X, &ldx, dY, &ldy, &zero, gs->dw, &n);
-    for (int32_t o = 0; o < m; o++) {
-        const rg_link *L = p->links + p->chains[cs[o]].first;
-        for (int32_t k = 0; k < n; k++) uniform_grad[L[k].scale] += gs->dw[o * n + k];
+    if (G->w_ld > 0) {
+        gemm_fn("T", "N", &n, &m, &nb, &one, X, &ldx, dY, &ldy, &one, uniform_grad + G->w0, &ldw);
+    } else {
+        gemm_fn("T", "N", &n, &m, &nb, &one, X, &ldx, dY, &ldy, &zero, gs->dw, &n);
+        for (int32_t o = 0; o < m; o++) {
+            const rg_link *L = p->links + p->chains[cs[o]].first;
+            for (int32_t k = 0; k < n; k++) uniform_grad[L[k].scale] += gs->dw[o * n + k];
+        }
     }
     ldgx = row_spacing(b, gs->xs, n);
     double *dX = ldgx > 0 ? b->grad + row_at(b, gs->xs[0]) + s0 : gs->x;
     if (ldgx == 0) ldgx = nb;
-    gemm_fn("N", "T", &nb, &n, &m, &one, dY, &ldy, gs->w, &n, &zero, dX, &ldgx);
+    gemm_fn("N", "T", &nb, &n, &m, &one, dY, &ldy, W, &ldw, &zero, dX, &ldgx);
     if (dX == gs->x)
         for (int32_t k = 0; k < n; k++)
             memcpy(b->grad + row_at(b, gs->xs[k]) + s0, gs->x + (int64_t)k * nb,
@@ -692,8 +701,12 @@ static void uniform_forward(rg_tape *t, const rg_batch *b, const rg_plan *p, con
         if (unit >= 0) {
             const rg_chain *c = &p->chains[unit];
             const rg_link *L = p->links + c->first;
-            double v = t->value[c->base];
-            for (int32_t k = 0; k < c->count; k++) t->value[L[k].add] = v = v + t->value[L[k].term];
+            double *value = t->value, v = value[c->base];
+            for (int32_t k = 0; k < c->count; k++) {
+                double term = value[L[k].term];
+                if (L[k].product >= 0) value[L[k].product] = term = value[L[k].scale] * term;
+                value[L[k].add] = v = v + term;
+            }
         } else {
             rg_index i = cone[pos];
             int o = t->op[i];
@@ -733,7 +746,12 @@ void rg_reverse_begin_batch(rg_batch *b, const rg_index *cone, rg_index n, int64
 
 void rg_reverse_begin_uniform(rg_tape *t, const rg_batch *b, const rg_plan *p,
                               const rg_index *cone, rg_index n) {
-    for (int32_t u = 0; u < p->n_uniform; u++) t->grad[cone[p->uniform[u]]] = 0.0;
+    if (p->uniform_runs != NULL)
+        for (int32_t k = 0; k < p->n_uniform_runs; k++)
+            memset(t->grad + p->uniform_runs[2 * k], 0,
+                   (size_t)(p->uniform_runs[2 * k + 1] - p->uniform_runs[2 * k]) * sizeof *t->grad);
+    else
+        for (int32_t u = 0; u < p->n_uniform; u++) t->grad[cone[p->uniform[u]]] = 0.0;
     if (!b->varying[cone[n - 1]]) t->grad[cone[n - 1]] = p->n_reductions > 0 ? 1.0 : (double)batch_samples(b);
 }
 
@@ -781,18 +799,39 @@ RG_KERNEL static void planned_reverse(rg_tape *t, rg_batch *b, const rg_plan *p,
     }
 }
 
+/* rg_reverse_node of a uniform MUL node m whose adjoint is g (the op made a constant, so that its
+ * partials fold into the chain's loop). */
+static inline __attribute__((always_inline)) void uniform_product_reverse(
+    const double *value, double *grad, const rg_link *L, double g) {
+    if (g == 0.0) return;
+    rg_index l = L->scale, r = L->term; /* (the MUL's lhs and rhs) */
+    double da, db;
+    rg_partials(RG_MUL, value[l], value[r], value[L->product], &da, &db);
+    if (l == r) { /* a square: both adds in a register, in the same order (no store to reload) */
+        double sum = grad[l];
+        if (da != 0.0) sum += g * da;
+        if (db != 0.0) sum += g * db;
+        grad[l] = sum;
+        return;
+    }
+    if (da != 0.0) grad[l] += g * da;
+    if (db != 0.0) grad[r] += g * db;
+}
+
 /* A uniform chain's reverse step: as each sum's rg_reverse_node, its operands gaining its adjoint
- * (a sum's partials are 1), which is the top's for every inner sum. */
+ * (a sum's partials are 1), which is the top's for every inner sum; a product's own step follows
+ * its sum's (its adjoint is complete then: the sum is its only reader). */
 static void uniform_chain_reverse(rg_tape *t, const rg_plan *p, const rg_chain *c) {
     const rg_link *L = p->links + c->first;
-    double g = t->grad[L[c->count - 1].add];
+    const double *value = t->value;
+    double *grad = t->grad;
+    double g = grad[L[c->count - 1].add];
     if (g == 0.0) return; /* nothing is passed on, and the inner sums' adjoints stay 0 */
-    for (int32_t k = c->count - 1; k > 0; k--) {
-        t->grad[L[k - 1].add] += g;
-        t->grad[L[k].term] += g;
+    for (int32_t k = c->count - 1; k >= 0; k--) {
+        grad[k > 0 ? L[k - 1].add : c->base] += g;
+        if (L[k].product < 0) grad[L[k].term] += g;
+        else uniform_product_reverse(value, grad, &L[k], grad[L[k].product] += g);
     }
-    t->grad[c->base] += g;
-    t->grad[L[0].term] += g;
 }
 
 /* The uniform nodes' gradients swept back by the plan's uniform steps to, to - 1, ..., from (those
@@ -1227,6 +1266,28 @@ void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
     for (rg_index pos = 0; pos < n; pos++) {
         rg_index i = cone[pos];
         if (!rg_is_leaf(t->op[i])) t->stamp[i] = epoch;
+    }
+}
+
+rg_index rg_cone_runs(const rg_index *cone, rg_index n, rg_index *runs) {
+    rg_index count = 0;
+    for (rg_index pos = 0; pos < n; pos++) {
+        if (pos > 0 && cone[pos] == cone[pos - 1] + 1) continue;
+        if (runs != NULL) {
+            if (count > 0) runs[2 * count - 1] = cone[pos - 1] + 1;
+            runs[2 * count] = cone[pos];
+        }
+        count++;
+    }
+    if (runs != NULL && count > 0) runs[2 * count - 1] = cone[n - 1] + 1;
+    return count;
+}
+
+void rg_stamp_runs(rg_tape *t, const rg_index *runs, rg_index n_runs, rg_stamp epoch) {
+    rg_stamp *restrict stamp = t->stamp; /* (restrict: a store may not change a run's bounds) */
+    for (rg_index k = 0; k < n_runs; k++) {
+        const rg_index from = runs[2 * k], to = runs[2 * k + 1];
+        for (rg_index i = from; i < to; i++) stamp[i] = epoch;
     }
 }
 

@@ -36,8 +36,15 @@ static int make_link(const search *s, rg_index add, rg_link *L) {
     const rg_tape *t = s->t;
     rg_index m = t->rhs[add], l = t->lhs[m], r = t->rhs[m];
     *L = (rg_link){add, m, -1, -1, 0, 0};
-    if (!s->varying[m] || t->op[m] != RG_MUL || s->uses[m] != 1 || l == r) return 0;
-    if (s->varying[l] == s->varying[r]) return 0;
+    if (t->op[m] != RG_MUL || s->uses[m] != 1) return 0;
+    if (!s->varying[add]) { /* a uniform chain's product of numbers (a penalty's w * w): l * r */
+        L->product = m;
+        L->scale_first = 1;
+        L->scale = l;
+        L->term = r;
+        return 1;
+    }
+    if (!s->varying[m] || l == r || s->varying[l] == s->varying[r]) return 0;
     L->product = m;
     L->scale_first = !s->varying[l];
     L->scale = L->scale_first ? l : r;
@@ -143,6 +150,22 @@ static int groupable(const search *s, const rg_plan *p, int32_t c, int32_t *seen
     return 1;
 }
 
+/* Group G's w0 and w_ld (rg_group): whether its weights lie as a row-major matrix in value[]. */
+static void weight_layout(const rg_plan *p, rg_group *G) {
+    const rg_link *first = p->links + p->chains[p->group_chains[G->first]].first;
+    int64_t w0 = first[0].scale, ld = G->n;
+    if (G->count > 1) ld = (int64_t)p->links[p->chains[p->group_chains[G->first + 1]].first].scale - w0;
+    G->w0 = (rg_index)w0;
+    G->w_ld = 0;
+    if (ld < G->n || ld > INT32_MAX) return; /* (rows overlapping, or out of order) */
+    for (int32_t o = 0; o < G->count; o++) {
+        const rg_link *L = p->links + p->chains[p->group_chains[G->first + o]].first;
+        for (int32_t k = 0; k < G->n; k++)
+            if (L[k].scale != w0 + o * ld + k) return;
+    }
+    G->w_ld = (int32_t)ld;
+}
+
 /* Finds the dense groups among the plan's chains; the tops of all but a group's first chain become
  * inner units. `uses` counts each node's uses in the cone (up to any number). */
 static int find_groups(const search *s, rg_plan *p) {
@@ -187,7 +210,7 @@ static int find_groups(const search *s, rg_plan *p) {
         for (int32_t k = 0; ok && k < p->chains[c].count; k++) ok = uses[L[k].term] == m;
         if (!ok) continue;
         int32_t g = p->n_groups++;
-        p->groups[g] = (rg_group){p->n_group_chains, m, p->chains[c].count};
+        p->groups[g] = (rg_group){p->n_group_chains, m, p->chains[c].count, -1, 0};
         for (int32_t j = 0; j < m; j++) {
             int32_t d = members[j];
             p->chains[d].group = g;
@@ -195,6 +218,7 @@ static int find_groups(const search *s, rg_plan *p) {
             if (j > 0) p->unit[s->pos_of[p->links[p->chains[d].first + p->chains[d].count - 1].add]] =
                            RG_UNIT_INNER;
         }
+        weight_layout(p, &p->groups[g]);
         if (m > p->max_group_m) p->max_group_m = m;
         if (p->chains[c].count > p->max_group_n) p->max_group_n = p->chains[c].count;
     }
@@ -205,6 +229,27 @@ done:
     free(next);
     free(members);
     return err;
+}
+
+/* The plan's uniform_runs, if there are at most an eighth as many runs as uniform nodes. */
+static int uniform_runs(const search *s, rg_plan *p) {
+    int32_t count = 0;
+    for (int32_t u = 0; u < p->n_uniform; u++)
+        count += u == 0 || s->cone[p->uniform[u]] != s->cone[p->uniform[u - 1]] + 1;
+    if (count == 0 || count > p->n_uniform / 8) return RG_OK;
+    p->uniform_runs = malloc(2 * (size_t)count * sizeof *p->uniform_runs);
+    if (p->uniform_runs == NULL) return RG_ENOMEM;
+    for (int32_t u = 0; u < p->n_uniform; u++) {
+        rg_index i = s->cone[p->uniform[u]];
+        if (u > 0 && i == p->uniform_runs[2 * p->n_uniform_runs - 1]) {
+            p->uniform_runs[2 * p->n_uniform_runs - 1] = i + 1;
+            continue;
+        }
+        p->uniform_runs[2 * p->n_uniform_runs] = i;
+        p->uniform_runs[2 * p->n_uniform_runs + 1] = i + 1;
+        p->n_uniform_runs++;
+    }
+    return RG_OK;
 }
 
 /* The plan: the unbroken candidates, and the lists of steps. */
@@ -253,6 +298,7 @@ static int make_plan(search *s, rg_plan *p, int gemm) {
             p->uniform_steps[p->n_uniform_steps++] = pos;
         }
     }
+    if (uniform_runs(s, p) != RG_OK) return RG_ENOMEM;
     p->n_pre_uniform_steps = p->n_uniform_steps;
     for (rg_index pos = 0; pos < s->n; pos++) { /* then the uniform steps after a reduction */
         rg_index m = s->cone[pos];
@@ -337,6 +383,7 @@ void rg_plan_free(rg_plan *p) {
     free(p->steps);
     free(p->uniform);
     free(p->uniform_steps);
+    free(p->uniform_runs);
     free(p->chains);
     free(p->links);
     free(p->groups);
@@ -349,6 +396,7 @@ size_t rg_plan_bytes(const rg_plan *p, rg_index n) {
     if (p->unit == NULL) return 0;
     return (size_t)n * sizeof *p->unit +
            (size_t)(p->n_steps + p->n_uniform + p->n_uniform_steps) * sizeof *p->steps +
+           2 * (size_t)p->n_uniform_runs * sizeof *p->uniform_runs +
            (size_t)p->n_chains * sizeof *p->chains + (size_t)p->n_links * sizeof *p->links +
            (size_t)p->n_groups * sizeof *p->groups +
            (size_t)p->n_group_chains * sizeof *p->group_chains +

@@ -12,7 +12,9 @@
  *   its k-th term. a1, ..., a(n-1) are "inner" nodes; an is the chain's top.
  * - In a varying chain, a term is "scaled" when it is a varying MUL node used by nothing else, with
  *   one uniform operand (the scale w) and one varying (x): the MUL node is inner too, and the chain
- *   computes w * x itself. Any other term is "plain".
+ *   computes w * x itself. In a uniform chain, any MUL term used by nothing else is scaled (scale
+ *   its lhs, term its rhs, which may be the same node: a penalty's w * w). Any other term is
+ *   "plain".
  * - A chain of one plain term is not worth fusing and is left alone.
  *
  * The sweeps run a chain at its top's place in the cone, with the node-by-node sweep's arithmetic in
@@ -23,7 +25,9 @@
  * too. The rows of a varying chain's inner nodes are left unwritten: rg_fill_inner_values and
  * rg_fill_inner_grads (rg_batch.h) write them when they are to be read (each inner gradient is the
  * top's, zeros made +0). A uniform chain (a penalty summing squares of weights) works on numbers and
- * writes them all; it only keeps the adjoint in a register instead of passing it through memory.
+ * writes them all, its products too, each product's reverse step right after its sum's; it only
+ * saves the per-node dispatch and keeps the adjoint in a register instead of passing it through
+ * memory. (Uniform gradients are sums whose order no sweep keeps, as above.)
  *
  * Reductions over the batch (rg.sum, rg.mean) are uniform nodes that read a row. The uniform nodes
  * are swept in two parts: those that depend on no reduction before the varying rows (forward; after
@@ -39,8 +43,8 @@
 
 typedef struct {
     rg_index add;     /* a(k) */
-    rg_index term;    /* its term; for a scaled term, x */
-    rg_index scale;   /* a scaled term's w, else -1 */
+    rg_index term;    /* its term; for a scaled term, x (a uniform chain's: the MUL's rhs) */
+    rg_index scale;   /* a scaled term's w (a uniform chain's: the MUL's lhs), else -1 */
     rg_index product; /* a scaled term's MUL node, else -1 */
     uint8_t scale_first; /* the MUL node computes w * x (else x * w) */
     uint8_t store;    /* the term's row is first reached here in the reverse sweep: stored, not added */
@@ -63,6 +67,12 @@ typedef struct {
 typedef struct {
     int32_t first, count; /* its chains, by ascending top: group_chains[first .. first + count) */
     int32_t n;            /* terms per chain */
+    /* Where its weights lie as one row-major matrix in the tape's value[] and grad[] (W[o][k], the
+     * scale of chain o's k-th link, at w0 + o * w_ld + k; a Linear layer's weights made row by
+     * row): the products then read W and add dW there in place. w_ld = 0: they do not, and are
+     * gathered. */
+    rg_index w0;
+    int32_t w_ld;
 } rg_group;
 
 /* What the sweep does at a cone position. RG_UNIT_REDUCE - r (r >= 0): the r-th reduction over the
@@ -74,6 +84,10 @@ typedef struct {
     int32_t *unit;          /* per cone position: RG_UNIT_NODE, RG_UNIT_INNER or a chain index */
     int32_t *steps;         /* ascending positions of the varying computed nodes, not inner ones */
     int32_t *uniform;       /* ascending positions of the uniform nodes, leaves included */
+    rg_index *uniform_runs; /* the same nodes as runs of consecutive ones (run k: nodes
+                             * uniform_runs[2k] .. uniform_runs[2k + 1] - 1), where they are few
+                             * enough to be worth keeping (a model's weights), else NULL */
+    int32_t n_uniform_runs;
     int32_t *uniform_steps; /* positions of the uniform computed nodes, not inner ones, nor row
                              * reductions: first the n_pre_uniform_steps that depend on no
                              * reduction, then the rest, each part ascending */

@@ -246,3 +246,35 @@ def test_a_blas_that_cannot_be_loaded_falls_back_with_a_warning():
         np.testing.assert_array_equal(fallback["params"], exact["params"])  # the exact path itself
     finally:
         assert _tape._load_blas()
+
+
+def test_weights_in_a_matrix_are_read_in_place_and_others_gathered():
+    """rg.nn.Linear makes its weights row by row: the products read them, and add their gradients,
+    in place. Weights made column by column, or shuffled, are gathered; both agree with the exact
+    path."""
+    def build(order):
+        def make():
+            tape = rg.Tape()
+            xs = [tape.term(f"x{k}", 0.0) for k in range(4)]
+            grid = {}
+            cells = [(o, k) for o in range(3) for k in range(4)]
+            if order == "columns":
+                cells.sort(key=lambda ok: (ok[1], ok[0]))
+            elif order == "shuffled":
+                np.random.default_rng(1).shuffle(cells)
+            for o, k in cells:
+                grid[o, k] = tape.term(f"w{o}_{k}", 0.1 * (o + 1) - 0.05 * k)
+            bias = [tape.term(f"b{o}", 0.1 * o) for o in range(3)]
+            outs = []
+            for o in range(3):
+                acc = bias[o]
+                for k in range(4):
+                    acc = acc + grid[o, k] * xs[k]
+                outs.append(acc.tanh())
+            return tape, xs, [grid[c] for c in sorted(grid)] + bias, outs
+        return make
+    data = [np.random.default_rng(k).normal(size=300) for k in range(4)]
+    for order, in_place in (("rows", 1), ("columns", 0), ("shuffled", 0)):
+        fast, exact = sweep(build(order), data, blas=True), sweep(build(order), data, blas=False)
+        assert fast["plan"]["groups"] == 1 and fast["plan"]["in_place"] == in_place, order
+        assert_agree(fast, exact)

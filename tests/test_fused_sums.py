@@ -272,3 +272,40 @@ def test_a_penalty_sum_is_fused_and_its_gradients_are_right():
     loss.backprop()
     assert isinstance(penalty.data, float)
     assert_like_per_sample(nodes, values, grads)
+
+
+def test_a_penalty_chain_computes_its_products_and_every_node_reads_right():
+    """A uniform chain's products (w * w, v * w) run inside it, leaving no uniform steps of their own;
+    a product read twice stays a step. Every node's value and gradient as a per-sample loop's."""
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    w = [tape.term(f"w{k}", 0.7 - 0.3 * k) for k in range(5)]
+    squares = [q * q for q in w]
+    cross, shared = w[0] * w[1], w[2] * w[3]  # shared is read by the chain and by `other`
+    penalty = squares[0]
+    nodes = [x] + w + squares + [cross, shared]
+    for t in squares[1:] + [cross, shared]:
+        penalty = penalty + t
+        nodes.append(penalty)
+    other = shared * 2.0
+    loss = (w[4] * x).tanh() + penalty * 1e-2 + other
+    nodes += [other, loss]
+    xs = {x: np.linspace(-1.0, 1.0, 9)}
+    values, grads = per_sample_all(loss, nodes, xs, 9)
+    x.set(xs[x])
+    plan = _tape._test_plan(loss)
+    # Left as uniform steps: the chain's base (w0 * w0) and top, `shared`, `other` and
+    # penalty * 1e-2; the other squares and w0 * w1 are inside the chain.
+    assert plan["uniform_steps"] == 5
+    loss.eval()
+    loss.backprop()
+    assert_like_per_sample(nodes, values, grads)
+    exact = []
+    for fuse in (False, True):
+        tape._fuse_sums = fuse  # (a test-only switch)
+        loss.eval()
+        loss.backprop()
+        exact.append([(n.data, n.grad) for n in nodes])
+    for (d1, g1), (d2, g2) in zip(*exact):
+        assert_same(d1, d2)
+        assert_same(g1, g2)  # (here the fused chain adds in the node-by-node order)
