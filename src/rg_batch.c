@@ -827,10 +827,17 @@ static void uniform_chain_reverse(rg_tape *t, const rg_plan *p, const rg_chain *
     double *grad = t->grad;
     double g = grad[L[c->count - 1].add];
     if (g == 0.0) return; /* nothing is passed on, and the inner sums' adjoints stay 0 */
+    /* An inner sum's and a product's only reader in the cone is the chain, so each one's adjoint
+     * is 0 + g = g (g is not 0): stored, not added, which spares reloading it. */
     for (int32_t k = c->count - 1; k >= 0; k--) {
-        grad[k > 0 ? L[k - 1].add : c->base] += g;
-        if (L[k].product < 0) grad[L[k].term] += g;
-        else uniform_product_reverse(value, grad, &L[k], grad[L[k].product] += g);
+        if (k > 0) grad[L[k - 1].add] = g;
+        else grad[c->base] += g;
+        if (L[k].product < 0) {
+            grad[L[k].term] += g;
+        } else {
+            grad[L[k].product] = g;
+            uniform_product_reverse(value, grad, &L[k], g);
+        }
     }
 }
 
