@@ -433,8 +433,9 @@ def get_vector_math():
 def _test_plan(TapeTerm term):
     """TESTS ONLY: how the batched C sweeps run term's cone (src/rg_plan.h): the counts of fused
     chains, of their links, of varying steps, of uniform nodes and of the uniform steps left after
-    fusing (and their runs of consecutive nodes), of dense groups (those whose weights are read in
-    place: in_place) and their chains. Batch mode only."""
+    fusing (and their runs of consecutive nodes), of uniform chains of squares run by strides
+    (squares), of dense groups (those whose weights are read in place: in_place) and their chains.
+    Batch mode only."""
     cdef Tape tape = term.tape
     cdef int32_t g
     if not tape.b.size:
@@ -445,7 +446,8 @@ def _test_plan(TapeTerm term):
             "uniform": plan.n_uniform, "groups": plan.n_groups, "grouped": plan.n_group_chains,
             "reductions": plan.n_reductions, "staged": bool(plan.staged),
             "uniform_steps": plan.n_uniform_steps, "uniform_runs": plan.n_uniform_runs,
-            "in_place": sum(1 for g in range(plan.n_groups) if plan.groups[g].w_ld > 0)}
+            "in_place": sum(1 for g in range(plan.n_groups) if plan.groups[g].w_ld > 0),
+            "squares": sum(1 for g in range(plan.n_chains) if plan.chains[g].squares)}
 
 
 def _test_force_vector_level(int level):

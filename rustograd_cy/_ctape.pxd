@@ -60,10 +60,14 @@ cdef extern from "rg_plan.h" nogil:
     ctypedef struct rg_group:
         int32_t w_ld
 
+    ctypedef struct rg_chain:
+        uint8_t squares
+
     ctypedef struct rg_plan:
         int32_t n_steps, n_uniform, n_chains, n_links, n_reductions, n_groups, n_group_chains
         int32_t n_uniform_steps, n_uniform_runs
         rg_group *groups
+        rg_chain *chains
         uint8_t staged
 
     enum: RG_PLAN_FUSE, RG_PLAN_GEMM

@@ -692,6 +692,18 @@ RG_KERNEL static void planned_forward(rg_tape *t, rg_batch *b, const rg_plan *p,
     }
 }
 
+/* A chain of squares (rg_chain.squares) forward, by its strides: as the links would, without
+ * reading them. */
+static void squares_forward(double *value, const rg_chain *c, const rg_link *L) {
+    rg_index a = L[0].add, q = L[0].product, w = L[0].term;
+    double v = value[c->base];
+    for (int32_t k = 0; k < c->count; k++, a += c->d_add, q += c->d_product, w += c->d_term) {
+        double x = value[w], square = x * x;
+        value[q] = square;
+        value[a] = v = v + square;
+    }
+}
+
 /* The uniform nodes' values, once, by the plan's uniform steps [from, to) (a chain's sum kept in a
  * register). */
 static void uniform_forward(rg_tape *t, const rg_batch *b, const rg_plan *p, const rg_index *cone,
@@ -702,6 +714,10 @@ static void uniform_forward(rg_tape *t, const rg_batch *b, const rg_plan *p, con
             const rg_chain *c = &p->chains[unit];
             const rg_link *L = p->links + c->first;
             double *value = t->value, v = value[c->base];
+            if (c->squares) {
+                squares_forward(value, c, L);
+                continue;
+            }
             for (int32_t k = 0; k < c->count; k++) {
                 double term = value[L[k].term];
                 if (L[k].product >= 0) value[L[k].product] = term = value[L[k].scale] * term;
@@ -818,6 +834,25 @@ static inline __attribute__((always_inline)) void uniform_product_reverse(
     if (db != 0.0) grad[r] += g * db;
 }
 
+/* A chain of squares' reverse step (g: its top's adjoint, not 0), by its strides, with each
+ * node's arithmetic of uniform_chain_reverse below. Every node it writes is written once, so
+ * passes over the inner sums, the squares and the weights give the same numbers as one pass;
+ * only the base may be a weight (the first), whose two contributions keep their order. */
+static void squares_reverse(const double *restrict value, double *restrict grad, const rg_chain *c,
+                            const rg_link *L, double g) {
+    const int32_t n = c->count;
+    const rg_index a = L[0].add, q = L[0].product, w = L[0].term;
+    const rg_index da = c->d_add, dq = c->d_product, dw = c->d_term;
+    for (int32_t k = 0; k < n - 1; k++) grad[a + k * da] = g; /* the inner sums */
+    for (int32_t k = 0; k < n; k++) grad[q + k * dq] = g;     /* the squares */
+    for (int32_t k = n - 1; k >= 0; k--) {                    /* each weight: x's two partials */
+        if (k == 0) grad[c->base] += g;
+        double x = value[w + k * dw], sum = grad[w + k * dw];
+        if (x != 0.0) sum = (sum + g * x) + g * x;
+        grad[w + k * dw] = sum;
+    }
+}
+
 /* A uniform chain's reverse step: as each sum's rg_reverse_node, its operands gaining its adjoint
  * (a sum's partials are 1), which is the top's for every inner sum; a product's own step follows
  * its sum's (its adjoint is complete then: the sum is its only reader). */
@@ -827,6 +862,10 @@ static void uniform_chain_reverse(rg_tape *t, const rg_plan *p, const rg_chain *
     double *grad = t->grad;
     double g = grad[L[c->count - 1].add];
     if (g == 0.0) return; /* nothing is passed on, and the inner sums' adjoints stay 0 */
+    if (c->squares) {
+        squares_reverse(value, grad, c, L, g);
+        return;
+    }
     /* An inner sum's and a product's only reader in the cone is the chain, so each one's adjoint
      * is 0 + g = g (g is not 0): stored, not added, which spares reloading it. */
     for (int32_t k = c->count - 1; k >= 0; k--) {

@@ -68,7 +68,7 @@ static void add_chain(search *s, rg_index top) {
         s->links[first + count - 1 - k] = tmp;
     }
     int32_t c = s->n_chains++;
-    s->chains[c] = (rg_chain){t->lhs[s->links[first].add], 0, first, count, -1};
+    s->chains[c] = (rg_chain){t->lhs[s->links[first].add], 0, first, count, -1, 0, 0, 0, 0};
     s->n_links += count;
     for (int32_t k = first; k < first + count; k++) {
         s->member[s->pos_of[s->links[k].add]] = c;
@@ -252,6 +252,25 @@ static int uniform_runs(const search *s, rg_plan *p) {
     return RG_OK;
 }
 
+/* Chain c's squares and strides (rg_chain), if it is a uniform chain of squares at constant
+ * strides. */
+static void find_strides(const search *s, rg_chain *c, const rg_link *L) {
+    if (c->count < 2 || s->varying[L[0].add]) return;
+    rg_index d_add = L[1].add - L[0].add, d_product = L[1].product - L[0].product;
+    rg_index d_term = L[1].term - L[0].term;
+    if (d_term == 0) return;
+    for (int32_t k = 0; k < c->count; k++)
+        if (L[k].product < 0 || L[k].scale != L[k].term ||
+            L[k].add != L[0].add + (int64_t)k * d_add ||
+            L[k].product != L[0].product + (int64_t)k * d_product ||
+            L[k].term != L[0].term + (int64_t)k * d_term)
+            return;
+    c->squares = 1;
+    c->d_add = d_add;
+    c->d_product = d_product;
+    c->d_term = d_term;
+}
+
 /* The plan: the unbroken candidates, and the lists of steps. */
 static int make_plan(search *s, rg_plan *p, int gemm) {
     int32_t kept = 0, kept_links = 0;
@@ -279,6 +298,7 @@ static int make_plan(search *s, rg_plan *p, int gemm) {
             if (links[k].product >= 0) p->unit[s->pos_of[links[k].product]] = RG_UNIT_INNER;
         }
         p->unit[s->pos_of[links[ch.count - 1].add]] = p->n_chains;
+        find_strides(s, &ch, links);
         p->chains[p->n_chains++] = ch;
     }
     if (gemm && find_groups(s, p) != RG_OK) return RG_ENOMEM;

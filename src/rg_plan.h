@@ -55,6 +55,12 @@ typedef struct {
     uint8_t store_base; /* the base's row is first reached here */
     int32_t first, count; /* its links, a1 first: links[first .. first + count) */
     int32_t group;        /* the dense group it belongs to (below), or -1 */
+    /* A uniform chain of squares (every link's product w * w) whose sums, squares and weights each
+     * lie at a constant stride (a penalty over a model's weights, summed in one loop): link k's
+     * nodes are link 0's plus k times d_add, d_product, d_term (d_term != 0, so the weights are
+     * distinct). The sweeps then run it by those strides, its reverse step in vector loops. */
+    uint8_t squares;
+    rg_index d_add, d_product, d_term;
 } rg_chain;
 
 /* A dense group: m >= 2 varying chains (a Linear layer's outputs) whose links are all scaled, read

@@ -309,3 +309,34 @@ def test_a_penalty_chain_computes_its_products_and_every_node_reads_right():
     for (d1, g1), (d2, g2) in zip(*exact):
         assert_same(d1, d2)
         assert_same(g1, g2)  # (here the fused chain adds in the node-by-node order)
+
+
+@pytest.mark.parametrize("base", ["square", "first weight", "other"])
+def test_a_penalty_of_squares_at_strides_runs_as_the_node_by_node_sweep(base):
+    """reg = b + w0 * w0 + w1 * w1 + ... over weights made one after another (as a model's are) is
+    run by its strides: every value and gradient bit for bit the node-by-node sweep's, also when the
+    base is the first weight (whose two contributions must keep their order)."""
+    tape = rg.Tape()
+    x = tape.term("x", 0.0)
+    w = [tape.term(f"w{k}", 0.9 - 0.25 * k) for k in range(7)]
+    w[3].set(0.0)  # a zero weight: its partials add nothing
+    other = tape.term("b", 0.4)
+    start = {"square": w[0] * w[0], "first weight": w[0], "other": other}[base]
+    penalty = start
+    nodes = [x, other, start] + w
+    for q in (w if base != "square" else w[1:]):
+        penalty = penalty + q * q
+        nodes.append(penalty)
+    loss = rg.mean((w[1] * x).tanh() * w[0]) + penalty * 1e-2
+    nodes.append(loss)
+    x.set(np.linspace(-1.0, 1.0, 5))
+    assert _tape._test_plan(loss)["squares"] == 1
+    results = []
+    for fuse in (True, False):
+        tape._fuse_sums = fuse  # (a test-only switch)
+        loss.eval()
+        loss.backprop()
+        results.append([(n.data, n.grad) for n in nodes])
+    for (d1, g1), (d2, g2) in zip(*results):
+        assert_same(d1, d2)
+        assert_same(g1, g2)
