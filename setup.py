@@ -55,9 +55,10 @@ if SANITIZE:
 VECTOR_MATH_PROBE = r"""
 #include <math.h>
 __attribute__((const, simd("notinbranch"))) extern double vtanh(double) __asm__("tanh");
+__attribute__((const, simd("notinbranch"))) extern double vexpm1(double) __asm__("expm1");
 double in[64], out[64];
 int main(void) {
-    for (int i = 0; i < 64; i++) out[i] = vtanh(in[i]);
+    for (int i = 0; i < 64; i++) out[i] = vtanh(in[i]) + vexpm1(in[i]);
     return out[0] != 0.0;
 }
 """
