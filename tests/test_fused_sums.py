@@ -274,6 +274,20 @@ def test_a_penalty_sum_is_fused_and_its_gradients_are_right():
     assert_like_per_sample(nodes, values, grads)
 
 
+def assert_fused_as_node_by_node(tape, loss, nodes):
+    """Every node's value and gradient after eval() + backprop() of loss, fused and node by node:
+    equal bit for bit."""
+    results = []
+    for fuse in (True, False):
+        tape._fuse_sums = fuse  # (a test-only switch)
+        loss.eval()
+        loss.backprop()
+        results.append([(n.data, n.grad) for n in nodes])
+    for (d1, g1), (d2, g2) in zip(*results):
+        assert_same(d1, d2)
+        assert_same(g1, g2)
+
+
 def test_a_penalty_chain_computes_its_products_and_every_node_reads_right():
     """A uniform chain's products (w * w, v * w) run inside it, leaving no uniform steps of their own;
     a product read twice stays a step. Every node's value and gradient as a per-sample loop's."""
@@ -300,15 +314,7 @@ def test_a_penalty_chain_computes_its_products_and_every_node_reads_right():
     loss.eval()
     loss.backprop()
     assert_like_per_sample(nodes, values, grads)
-    exact = []
-    for fuse in (False, True):
-        tape._fuse_sums = fuse  # (a test-only switch)
-        loss.eval()
-        loss.backprop()
-        exact.append([(n.data, n.grad) for n in nodes])
-    for (d1, g1), (d2, g2) in zip(*exact):
-        assert_same(d1, d2)
-        assert_same(g1, g2)  # (here the fused chain adds in the node-by-node order)
+    assert_fused_as_node_by_node(tape, loss, nodes)  # (here the chain adds in the nodes' order)
 
 
 @pytest.mark.parametrize("base", ["square", "first weight", "other"])
@@ -331,12 +337,4 @@ def test_a_penalty_of_squares_at_strides_runs_as_the_node_by_node_sweep(base):
     nodes.append(loss)
     x.set(np.linspace(-1.0, 1.0, 5))
     assert _tape._test_plan(loss)["squares"] == 1
-    results = []
-    for fuse in (True, False):
-        tape._fuse_sums = fuse  # (a test-only switch)
-        loss.eval()
-        loss.backprop()
-        results.append([(n.data, n.grad) for n in nodes])
-    for (d1, g1), (d2, g2) in zip(*results):
-        assert_same(d1, d2)
-        assert_same(g1, g2)
+    assert_fused_as_node_by_node(tape, loss, nodes)
