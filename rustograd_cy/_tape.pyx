@@ -218,6 +218,7 @@ cdef class Tape:
         total += (self.b.chunk_rows_cap + self.b.gemm_work_cap) * sizeof(double)  # sweeps' scratch
         for cone in self._cones.values():
             total += <size_t>cone.n * (sizeof(rg_index) + (1 if cone.first != NULL else 0))
+            total += 2 * <size_t>max(cone.n_runs, 0) * sizeof(rg_index)
             total += rg_plan_bytes(&cone.plan, cone.n)
         return total
 
