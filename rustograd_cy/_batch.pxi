@@ -789,18 +789,18 @@ cdef int _forward_batch(Tape tape, rg_index output, object callback) except -1:
 
 cdef int _stamp(Tape tape, _Cone cone, rg_stamp epoch) except -1:
     """Marks the cone's values current after a batched sweep (which stamps nothing itself): by its
-    runs of consecutive nodes, listed once, where they are few (a model's cone is a few long runs);
-    else node by node."""
+    runs of consecutive nodes, listed once, where they are worth keeping (a model's cone is a few
+    long runs); else node by node."""
     cdef rg_index count
     if cone.n_runs == 0:
-        count = rg_cone_runs(cone.idx, cone.n, NULL)
-        if count > cone.n // 8:
+        count = rg_cone_runs(cone.idx, NULL, cone.n, NULL)
+        if not rg_runs_worth_keeping(count, cone.n):
             cone.n_runs = -1
         else:
             cone.runs = <rg_index *>malloc(2 * <size_t>count * sizeof(rg_index))
             if cone.runs == NULL:
                 raise MemoryError("no memory for the cone's runs of nodes")
-            cone.n_runs = rg_cone_runs(cone.idx, cone.n, cone.runs)
+            cone.n_runs = rg_cone_runs(cone.idx, NULL, cone.n, cone.runs)
     with nogil:
         if cone.n_runs > 0:
             rg_stamp_runs(&tape.c, cone.runs, cone.n_runs, epoch)

@@ -55,6 +55,8 @@ cdef extern from "rg_tape.h" nogil:
     rg_index rg_first_nonfinite(const double *x, int64_t width, const rg_index *cone, rg_index n,
                                 int descending)
     void rg_reset_stamps(rg_tape *t)
+    rg_index rg_cone_runs(const rg_index *cone, const int32_t *at, rg_index n, rg_index *runs)
+    bint rg_runs_worth_keeping(rg_index count, rg_index n)
 
 cdef extern from "rg_plan.h" nogil:
     ctypedef struct rg_group:
@@ -144,7 +146,6 @@ cdef extern from "rg_batch.h" nogil:
     int rg_reverse_batch_all(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index *cone,
                              const uint8_t *first, rg_index n, int threads)
     void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
-    rg_index rg_cone_runs(const rg_index *cone, rg_index n, rg_index *runs)
     void rg_stamp_runs(rg_tape *t, const rg_index *runs, rg_index n_runs, rg_stamp epoch)
     ctypedef void (*rg_dgemm_fn)(const char *, const char *, const int *, const int *, const int *,
                                  const double *, const double *, const int *, const double *,

@@ -713,11 +713,11 @@ static void uniform_forward(rg_tape *t, const rg_batch *b, const rg_plan *p, con
         if (unit >= 0) {
             const rg_chain *c = &p->chains[unit];
             const rg_link *L = p->links + c->first;
-            double *value = t->value, v = value[c->base];
             if (c->squares) {
-                squares_forward(value, c, L);
+                squares_forward(t->value, c, L);
                 continue;
             }
+            double *value = t->value, v = value[c->base];
             for (int32_t k = 0; k < c->count; k++) {
                 double term = value[L[k].term];
                 if (L[k].product >= 0) value[L[k].product] = term = value[L[k].scale] * term;
@@ -1313,20 +1313,6 @@ void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
         rg_index i = cone[pos];
         if (!rg_is_leaf(t->op[i])) t->stamp[i] = epoch;
     }
-}
-
-rg_index rg_cone_runs(const rg_index *cone, rg_index n, rg_index *runs) {
-    rg_index count = 0;
-    for (rg_index pos = 0; pos < n; pos++) {
-        if (pos > 0 && cone[pos] == cone[pos - 1] + 1) continue;
-        if (runs != NULL) {
-            if (count > 0) runs[2 * count - 1] = cone[pos - 1] + 1;
-            runs[2 * count] = cone[pos];
-        }
-        count++;
-    }
-    if (runs != NULL && count > 0) runs[2 * count - 1] = cone[n - 1] + 1;
-    return count;
 }
 
 void rg_stamp_runs(rg_tape *t, const rg_index *runs, rg_index n_runs, rg_stamp epoch) {

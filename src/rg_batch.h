@@ -199,13 +199,9 @@ int rg_stream_batch(rg_tape *t, rg_batch *b, const rg_plan *plan, const rg_index
 /* Stamps the cone's computed nodes with `epoch` (a batch sweep stamps nothing itself). */
 void rg_stamp_cone(rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch);
 
-/* The runs of consecutive nodes in cone[0..n) (ascending): run k is nodes runs[2k] to
- * runs[2k + 1] - 1. Writes them if `runs` is not NULL; returns how many there are. */
-rg_index rg_cone_runs(const rg_index *cone, rg_index n, rg_index *runs);
-
-/* rg_stamp_cone by the cone's runs: each run's stamps filled in one loop. It stamps the leaves too,
- * which is harmless (a leaf is always current: no reader looks at a leaf's stamp) and saves reading
- * every node's op. */
+/* rg_stamp_cone by the cone's runs (rg_cone_runs): each run's stamps filled in one loop. It stamps
+ * the leaves too, which is harmless (a leaf is always current: no reader looks at a leaf's stamp)
+ * and saves reading every node's op. */
 void rg_stamp_runs(rg_tape *t, const rg_index *runs, rg_index n_runs, rg_stamp epoch);
 
 /* Position of the first cone node (the last, with `descending`) with a NaN or infinite entry: in its

@@ -231,24 +231,13 @@ done:
     return err;
 }
 
-/* The plan's uniform_runs, if there are at most an eighth as many runs as uniform nodes. */
+/* The plan's uniform_runs, if they are worth keeping. */
 static int uniform_runs(const search *s, rg_plan *p) {
-    int32_t count = 0;
-    for (int32_t u = 0; u < p->n_uniform; u++)
-        count += u == 0 || s->cone[p->uniform[u]] != s->cone[p->uniform[u - 1]] + 1;
-    if (count == 0 || count > p->n_uniform / 8) return RG_OK;
+    rg_index count = rg_cone_runs(s->cone, p->uniform, p->n_uniform, NULL);
+    if (!rg_runs_worth_keeping(count, p->n_uniform)) return RG_OK;
     p->uniform_runs = malloc(2 * (size_t)count * sizeof *p->uniform_runs);
     if (p->uniform_runs == NULL) return RG_ENOMEM;
-    for (int32_t u = 0; u < p->n_uniform; u++) {
-        rg_index i = s->cone[p->uniform[u]];
-        if (u > 0 && i == p->uniform_runs[2 * p->n_uniform_runs - 1]) {
-            p->uniform_runs[2 * p->n_uniform_runs - 1] = i + 1;
-            continue;
-        }
-        p->uniform_runs[2 * p->n_uniform_runs] = i;
-        p->uniform_runs[2 * p->n_uniform_runs + 1] = i + 1;
-        p->n_uniform_runs++;
-    }
+    p->n_uniform_runs = rg_cone_runs(s->cone, p->uniform, p->n_uniform, p->uniform_runs);
     return RG_OK;
 }
 

@@ -139,6 +139,21 @@ rg_index rg_first_nonfinite(const double *x, int64_t width, const rg_index *cone
     return -1;
 }
 
+rg_index rg_cone_runs(const rg_index *cone, const int32_t *at, rg_index n, rg_index *runs) {
+    rg_index count = 0, prev = 0;
+    for (rg_index k = 0; k < n; k++) {
+        rg_index i = cone[at != NULL ? at[k] : k];
+        if (k > 0 && i == prev + 1) {
+            if (runs != NULL) runs[2 * count - 1] = i + 1;
+        } else {
+            if (runs != NULL) runs[2 * count] = i, runs[2 * count + 1] = i + 1;
+            count++;
+        }
+        prev = i;
+    }
+    return count;
+}
+
 void rg_reset_stamps(rg_tape *t) {
     memset(t->stamp, 0, (size_t)t->size * sizeof *t->stamp);
 }

@@ -111,6 +111,17 @@ static inline int rg_any_nonfinite(const double *x, int64_t count) {
 rg_index rg_first_nonfinite(const double *x, int64_t width, const rg_index *cone, rg_index n,
                             int descending);
 
+/* The runs of consecutive nodes among cone[at[0]], cone[at[1]], ..., cone[at[n - 1]] (ascending;
+ * at == NULL: cone[0..n)): run k is nodes runs[2k] to runs[2k + 1] - 1. Writes them if `runs` is not
+ * NULL; returns how many there are. */
+rg_index rg_cone_runs(const rg_index *cone, const int32_t *at, rg_index n, rg_index *runs);
+
+/* Whether `count` runs of n nodes are few enough to be worth keeping (a model's weights, or its
+ * cone, are a few long runs). */
+static inline int rg_runs_worth_keeping(rg_index count, rg_index n) {
+    return count > 0 && count <= n / 8;
+}
+
 /* Clears every stamp (used when the epoch counter wraps around). */
 void rg_reset_stamps(rg_tape *t);
 
