@@ -38,7 +38,6 @@ cdef class Tape:
     cdef public bint _fuse_sums     # TESTS AND BENCHMARKS: False sweeps sums node by node
     cdef bint _check_finite         # scan each sweep's cone for NaN/inf (also on in detect_anomaly())
     cdef PyObject *_untracked       # first of the live proxies the cyclic GC does not track (_wrap())
-    cdef public int _recording      # transforms recording a function on this tape now (functional.py)
     cdef public dict _guards        # comparison node -> outcome that bool() gave while recording, or None
     cdef rg_index _fresh_upto       # nodes below it hold values of epoch _fresh_epoch (_truth's sweep)
     cdef rg_stamp _fresh_epoch

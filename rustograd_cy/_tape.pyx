@@ -35,6 +35,7 @@ from rustograd_cy.errors import (
 )
 from rustograd_cy._ops import OP_CODES, OPS
 from rustograd_cy._opspec import COMPARISONS
+from rustograd_cy._recording import note_guard, recording_on
 from rustograd_cy.labels import expression_label
 from rustograd_cy import dot as _dot
 
@@ -773,11 +774,12 @@ cdef bint _sweep_new_nodes(Tape tape, rg_index upto) except -1:
 
 
 cdef object _truth(TapeTerm t):
-    """bool(t): inside a transform's recording on t's tape (Tape._recording), the current truth of
-    a comparison, recorded in Tape._guards; otherwise a TypeError (errors.NO_TRUTH_VALUE)."""
+    """bool(t): inside a transform's recording on t's tape in this thread, the current truth of a
+    comparison, recorded in Tape._guards and in the thread's recordings (rustograd_cy._recording);
+    otherwise a TypeError (errors.NO_TRUTH_VALUE)."""
     cdef Tape tape = t.tape
     cdef rg_index i = t.index
-    if tape._recording <= 0:
+    if not recording_on(tape):
         raise TypeError(NO_TRUTH_VALUE)
     if tape.c.op[i] not in _COMPARISONS:
         raise TypeError(NOT_A_CONDITION)
@@ -794,6 +796,7 @@ cdef object _truth(TapeTerm t):
     if tape._guards is None:
         tape._guards = {}
     tape._guards.setdefault(i, outcome)
+    note_guard(tape, i)
     return outcome
 
 

@@ -4,6 +4,7 @@ import linecache
 import sys
 
 from rustograd_cy import _opspec
+from rustograd_cy._recording import innermost_name
 
 
 class RustogradError(Exception):
@@ -127,10 +128,6 @@ NOT_A_CONDITION = (
 # op spec's module functions.
 _RG_FUNCTIONS = frozenset(op.name for op in _opspec.SPEC if op.function)
 
-#: The transforms (rg.grad, ...) recording a function right now, innermost last (rustograd_cy.functional).
-TRACING = []
-
-
 def _called_function():
     """The function that user code is calling right now, as written ("math.exp"), read from the
     source position of the frame's current call (Python >= 3.11); None when it cannot be known."""
@@ -187,20 +184,21 @@ def not_a_number_error(conversion="float"):
     `round(term)` (conversion "float", "int", "round"), or a function of numbers such as
     math.exp(term), which is named when the source shows it."""
     called = _called_function() if conversion == "float" else conversion
-    if called is None and TRACING:  # Python < 3.11 cannot name the call; still say why
-        return TypeError(f"inside rg.{TRACING[-1]}(f), f gets terms, not numbers, so a function of "
+    tracing = innermost_name()  # the transform recording f in this thread, if any
+    if called is None and tracing:  # Python < 3.11 cannot name the call; still say why
+        return TypeError(f"inside rg.{tracing}(f), f gets terms, not numbers, so a function of "
                          f"numbers (math.sin, float, ...) cannot compute on them: build f from "
                          f"arithmetic and the rg functions (rg.exp, rg.sin, ...), which the "
                          f"transform can differentiate")
     if called is None:
         return TypeError(NOT_A_NUMBER)
     short = called.rsplit(".", 1)[-1]
-    if TRACING:
-        where = (f"inside rg.{TRACING[-1]}(f), f gets terms, not numbers, so {called}() cannot "
+    if tracing:
+        where = (f"inside rg.{tracing}(f), f gets terms, not numbers, so {called}() cannot "
                  f"compute on them")
         if short in _RG_FUNCTIONS:
             return TypeError(f"{where}: use rg.{short}(x) (or np.{short}(x) on an array argument) "
-                             f"so that rg.{TRACING[-1]} can differentiate it")
+                             f"so that rg.{tracing} can differentiate it")
         return TypeError(f"{where}: build f from arithmetic and the rg functions (rg.exp, rg.sin, "
                          f"...), which the transform can differentiate")
     head = f"{called}(term): a term is not a number"

@@ -29,18 +29,22 @@ values work: while f is recorded, `bool()` of a comparison (`if x > 0:`, `x * x 
 (the comparison node and the outcome taken). Every replay checks the guards as part of the sweep
 (one comparison per guard); if one flips, f is recorded again for that branch pattern, and up to
 `MAX_RECORDINGS` recorded tapes per argument shape are kept (most recently used first), so inputs
-that alternate between branches replay instead of re-recording. Values peeked with `x.eval()` or
+that alternate between branches replay instead of re-recording. Threads that call one transform
+each record and replay their own tapes. Values peeked with `x.eval()` or
 `x.data` are not guarded: a branch on those is replayed as recorded. `retrace=True` records f
 afresh on every call. Called with terms on a tape of the user's (composed), the guards stay on that
 tape: a sweep where one flips raises BranchChangedError, and in batch mode one that differs between
 samples raises it naming the first such sample (use rg.where for a choice per sample).
 """
+import threading
+
 import numpy as np
 
 from rustograd_cy._ops import OP_CODES
 from rustograd_cy._tape import Tape, TapeTerm
 from rustograd_cy.derivatives import gen_graph as _gen_graph
-from rustograd_cy.errors import TRACING as _TRACING, BranchChangedError, TapeMismatchError
+from rustograd_cy._recording import Recording, recordings as _recordings
+from rustograd_cy.errors import BranchChangedError, TapeMismatchError
 from rustograd_cy.functions import is_real as _is_real
 
 
@@ -77,27 +81,19 @@ class _Trace:
         return [o.eval() for o in self.outputs]
 
 
-# The tapes being recorded right now, innermost last: a transform called inside f records there.
-_RECORDING = []
-
-
 def _record(f, args, name, tape):
-    """(f(*args), the guards recorded), f recorded on `tape`, with the transform's name on
-    errors.TRACING (for the message of math.exp(term)). While it runs, bool() of a comparison on
-    this tape gives its truth and records a guard (Tape._guards, node -> outcome); the guards are
-    those it added."""
-    _TRACING.append(name)
-    _RECORDING.append(tape)
-    before = len(tape._guards) if tape._guards is not None else 0
-    tape._recording += 1
+    """(f(*args), the guards recorded), f recorded on `tape` by the transform `name` (named in the
+    message of math.exp(term)). While it runs, bool() of a comparison on this tape in this thread
+    gives its truth and records a guard (in Tape._guards, node -> outcome, which the sweeps check,
+    and in this recording's list: rustograd_cy._recording)."""
+    stack = _recordings()
+    recording = Recording(name, tape)
+    stack.append(recording)
     try:
         out = f(*args)
     finally:
-        tape._recording -= 1
-        _RECORDING.pop()
-        _TRACING.pop()
-    guards = list(tape._guards)[before:] if tape._guards is not None else []
-    return out, guards
+        stack.pop()
+    return out, recording.guards
 
 
 _GUARD = OP_CODES["guard"]
@@ -138,7 +134,7 @@ MAX_RECORDINGS = 8
 def _composing(args):
     """Whether a transform call is inside another's recording: it got terms, or f is being recorded
     (then f may close over terms even when its arguments are numbers)."""
-    return bool(_RECORDING) or any(_is_traced(a) for a in args)
+    return bool(_recordings()) or any(_is_traced(a) for a in args)
 
 
 def _is_traced(arg):
@@ -201,7 +197,10 @@ class _Transform:
         self.f = f
         self.argnums = argnums
         self.retrace = retrace
-        self._traces = {}  # argument shapes -> recorded traces, most recently used first
+        # (thread, argument shapes) -> recorded traces, most recently used first. Each thread
+        # records and replays its own: a tape sweeps for one thread at a time, so threads sharing
+        # one transform would meet each other's busy tapes (or set each other's arguments).
+        self._traces = {}
         self.recordings = 0  # how many times f was recorded
         self.max_recordings = MAX_RECORDINGS
         self.__wrapped__ = f
@@ -236,7 +235,7 @@ class _Transform:
     def _trace(self, args):
         """(trace, its output values) for these arguments: the most recently used recording whose
         guards hold at them, else a new recording of f (see the module docstring)."""
-        key = tuple(shape for _, shape in args)
+        key = (threading.get_ident(), tuple(shape for _, shape in args))
         traces = () if self.retrace else self._traces.setdefault(key, [])
         for k, trace in enumerate(traces):
             trace.set(args)
@@ -284,7 +283,7 @@ class _Transform:
                         raise TapeMismatchError(f"{self.name}() got terms of two different tapes")
                     tape = t.tape
         if tape is None:  # numbers only, inside a recording: record there
-            tape = _RECORDING[-1]
+            tape = _recordings()[-1].tape
         leaves, traced, shapes = [], [], []
         for k, a in enumerate(args):
             if isinstance(a, TapeTerm) or _is_real(a):

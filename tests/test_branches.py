@@ -1,6 +1,7 @@
 """Branches (issue 15): comparisons as ops, rg.where, and the guards of rg.grad's recordings."""
 import math
 import operator
+import threading
 
 import numpy as np
 import pytest
@@ -268,13 +269,13 @@ def test_recordings_stay_bounded_while_inputs_alternate():
         expected = -1.0 if v < -1 else (2 * v if v < 1 else 0.5 / math.sqrt(v))
         assert g(v) == expected
     assert g.recordings == 3
-    assert len(g._traces[(None,)]) == 3
+    assert len(g._traces[(threading.get_ident(), (None,))]) == 3
 
     small = rg.grad(f)
     small.max_recordings = 2  # fewer than the patterns: the least recently used is dropped
     for v in inputs[:9]:
         small(v)
-    assert len(small._traces[(None,)]) == 2 and small.recordings == 9
+    assert len(small._traces[(threading.get_ident(), (None,))]) == 2 and small.recordings == 9
     assert MAX_RECORDINGS >= 2
 
 

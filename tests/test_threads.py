@@ -433,3 +433,102 @@ def test_sweeps_against_python_branches_recorded_on_the_tape(batched):
     finally:
         rg.set_num_threads(old)
         rg.set_row_limit(limit)
+
+
+# -- recordings (rg.grad and friends) in two threads on one tape -------------------------------------
+
+def _parked_recording(x):
+    """Starts a thread that records rg.grad(f)(x), where f tests `t > 0` (a guard of its recording)
+    and then parks until released. Returns (thread, release, result); result gets "dx", the
+    derivative term, or "error", once released and joined."""
+    started, release, result = threading.Event(), threading.Event(), {}
+
+    def f(t):
+        positive = t > 0
+        started.set()
+        assert release.wait(10)
+        return 3.0 * t * t if positive else -t
+
+    def run():
+        try:
+            result["dx"] = rg.grad(f)(x)
+        except BaseException as e:  # for the main thread to see
+            result["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(10)
+    return thread, release, result
+
+
+def test_a_recording_in_another_thread_gives_no_truth_value_here():
+    """bool() has a truth value in the recording's own thread only: while one thread records on a
+    tape, bool() of a comparison on that tape in another thread is the usual TypeError. (The
+    recordings were once a count on the tape: another thread's bool() then worked, and two threads
+    recording at once could lose an update of the count and refuse bool() inside a recording.)"""
+    tape = rg.Tape()
+    x = tape.term("x", 0.5)
+    thread, release, result = _parked_recording(x)
+    try:
+        with pytest.raises(TypeError, match="no truth value outside rg.grad"):
+            bool(x > 0)
+    finally:
+        release.set()
+        thread.join()
+    assert "error" not in result, result
+    assert result["dx"].eval() == 3.0
+
+
+def test_a_recording_in_another_thread_adds_no_guard_to_this_one():
+    """Two threads record on one tape at once, each testing its own condition: each result is
+    guarded by its own comparisons only. The other thread's condition (x < 5) flips here and this
+    thread's (x > 0) holds, so this derivative stays valid and the other's is refused."""
+    tape = rg.Tape()
+    x = tape.term("x", 0.5)
+    other = {}
+    thread, release, result = _parked_recording(x)
+    try:
+        worker = threading.Thread(
+            target=lambda: other.update(dx=rg.grad(lambda u: u * u if u < 5 else u)(x)))
+        worker.start()  # records its whole function while the first recording is parked
+        worker.join()
+    finally:
+        release.set()
+        thread.join()
+    assert "error" not in result, result
+    x.set(6.0)
+    assert result["dx"].eval() == 36.0
+    with pytest.raises(rg.BranchChangedError, match="x < 5"):
+        other["dx"].eval()
+
+
+def test_threads_sharing_one_transform_each_replay_their_own_tape():
+    """One rg.grad(f) called from two threads at once, with different arguments: each thread
+    records and replays its own tape, so every call gives its own argument's derivative, and none
+    meets the busy error of the other thread's sweep (or replays the other's arguments)."""
+    def f(t):
+        y = t
+        for _ in range(50):
+            y = rg.sin(y) + t
+        return y
+
+    g = rg.grad(f)
+    ref = {v: rg.grad(f)(v) for v in (0.3, 0.7)}
+    failures = []
+
+    def calls(v):
+        try:
+            for _ in range(300):
+                got = g(v)
+                if got != ref[v]:
+                    failures.append((v, got))
+        except BaseException as e:
+            failures.append(e)
+
+    threads = [threading.Thread(target=calls, args=(v,)) for v in (0.3, 0.7)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:3]
+    assert g.recordings == 2  # one per thread, each replayed after
