@@ -11,14 +11,20 @@ import threading
 
 class Recording:
     """One transform recording f: its name (for messages: "grad"), its tape, and the comparison
-    nodes whose truth f tested (bool()), in order, each once."""
+    nodes whose truth f tested (bool()), in order, each once (the keys of a dict, so that a loop
+    testing a condition at every step stays linear)."""
 
-    __slots__ = ("name", "tape", "guards")
+    __slots__ = ("name", "tape", "tested")
 
     def __init__(self, name, tape):
         self.name = name
         self.tape = tape
-        self.guards = []
+        self.tested = {}
+
+    @property
+    def guards(self):
+        """The comparison nodes f tested, in the order first tested."""
+        return list(self.tested)
 
 
 class _ThisThread(threading.local):
@@ -38,16 +44,3 @@ def innermost_name():
     """The name of this thread's innermost recording's transform, or None outside recordings."""
     stack = _THIS_THREAD.stack
     return stack[-1].name if stack else None
-
-
-def recording_on(tape):
-    """Whether this thread is recording a function on `tape` now."""
-    return any(r.tape is tape for r in _THIS_THREAD.stack)
-
-
-def note_guard(tape, node):
-    """Records that f tested comparison `node` of `tape`, in every recording of this thread on that
-    tape (a recording inside another's on the same tape: the outer one depends on it too)."""
-    for r in _THIS_THREAD.stack:
-        if r.tape is tape and node not in r.guards:
-            r.guards.append(node)

@@ -35,7 +35,7 @@ from rustograd_cy.errors import (
 )
 from rustograd_cy._ops import OP_CODES, OPS
 from rustograd_cy._opspec import COMPARISONS
-from rustograd_cy._recording import note_guard, recording_on
+from rustograd_cy._recording import recordings as _recordings
 from rustograd_cy.labels import expression_label
 from rustograd_cy import dot as _dot
 
@@ -779,7 +779,8 @@ cdef object _truth(TapeTerm t):
     otherwise a TypeError (errors.NO_TRUTH_VALUE)."""
     cdef Tape tape = t.tape
     cdef rg_index i = t.index
-    if not recording_on(tape):
+    cdef list recordings = _recordings()  # this thread's (a loop here: bool() may run per step)
+    if not any(r.tape is tape for r in recordings):
         raise TypeError(NO_TRUTH_VALUE)
     if tape.c.op[i] not in _COMPARISONS:
         raise TypeError(NOT_A_CONDITION)
@@ -796,7 +797,9 @@ cdef object _truth(TapeTerm t):
     if tape._guards is None:
         tape._guards = {}
     tape._guards.setdefault(i, outcome)
-    note_guard(tape, i)
+    for r in recordings:  # each recording of this thread on this tape (nested ones: all depend on it)
+        if r.tape is tape:
+            (<dict>r.tested)[i] = None  # a dict's keys: each node once, in the order first tested
     return outcome
 
 
