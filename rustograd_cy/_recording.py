@@ -8,6 +8,11 @@ time must neither make bool() work here nor add its guards to these recordings.
 
 import threading
 
+#: Thread ident (threading.get_ident()) -> that thread's recordings, innermost last; a thread has an
+#: entry only while it records. A plain dict rather than a threading.local: bool() looks its
+#: thread up here at every test (from Cython, by the same ident), and a dict lookup is the cheaper.
+BY_THREAD = {}
+
 
 class Recording:
     """One transform recording f: its name (for messages: "grad"), its tape, and the comparison
@@ -27,20 +32,26 @@ class Recording:
         return list(self.tested)
 
 
-class _ThisThread(threading.local):
-    def __init__(self):
-        self.stack = []
+def begin(recording):
+    """Push `recording` on this thread's stack (pair it with end(), in a finally)."""
+    BY_THREAD.setdefault(threading.get_ident(), []).append(recording)
 
 
-_THIS_THREAD = _ThisThread()
+def end():
+    """Pop this thread's innermost recording."""
+    ident = threading.get_ident()
+    stack = BY_THREAD[ident]
+    stack.pop()
+    if not stack:
+        del BY_THREAD[ident]
 
 
 def recordings():
-    """This thread's recordings, innermost last (the list itself: push and pop on it)."""
-    return _THIS_THREAD.stack
+    """This thread's recordings, innermost last (empty outside them)."""
+    return BY_THREAD.get(threading.get_ident(), ())
 
 
 def innermost_name():
     """The name of this thread's innermost recording's transform, or None outside recordings."""
-    stack = _THIS_THREAD.stack
+    stack = BY_THREAD.get(threading.get_ident())
     return stack[-1].name if stack else None

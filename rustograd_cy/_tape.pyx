@@ -35,7 +35,7 @@ from rustograd_cy.errors import (
 )
 from rustograd_cy._ops import OP_CODES, OPS
 from rustograd_cy._opspec import COMPARISONS
-from rustograd_cy._recording import recordings as _recordings
+from rustograd_cy._recording import BY_THREAD as _RECORDINGS_BY_THREAD
 from rustograd_cy.labels import expression_label
 from rustograd_cy import dot as _dot
 
@@ -779,8 +779,15 @@ cdef object _truth(TapeTerm t):
     otherwise a TypeError (errors.NO_TRUTH_VALUE)."""
     cdef Tape tape = t.tape
     cdef rg_index i = t.index
-    cdef list recordings = _recordings()  # this thread's (a loop here: bool() may run per step)
-    if not any(r.tape is tape for r in recordings):
+    # This thread's recordings (rustograd_cy._recording; threading.get_ident() is this ident).
+    cdef list recordings = (<dict>_RECORDINGS_BY_THREAD).get(PyThread_get_thread_ident())
+    cdef bint recorded = False
+    if recordings is not None:
+        for r in recordings:  # a plain loop: any(...) would make a generator at every bool()
+            if r.tape is tape:
+                recorded = True
+                break
+    if not recorded:
         raise TypeError(NO_TRUTH_VALUE)
     if tape.c.op[i] not in _COMPARISONS:
         raise TypeError(NOT_A_CONDITION)

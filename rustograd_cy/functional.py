@@ -43,7 +43,7 @@ import numpy as np
 from rustograd_cy._ops import OP_CODES
 from rustograd_cy._tape import Tape, TapeTerm
 from rustograd_cy.derivatives import gen_graph as _gen_graph
-from rustograd_cy._recording import Recording, recordings as _recordings
+from rustograd_cy import _recording
 from rustograd_cy.errors import BranchChangedError, TapeMismatchError
 from rustograd_cy.functions import is_real as _is_real
 
@@ -86,13 +86,12 @@ def _record(f, args, name, tape):
     message of math.exp(term)). While it runs, bool() of a comparison on this tape in this thread
     gives its truth and records a guard (in Tape._guards, node -> outcome, which the sweeps check,
     and in this recording's list: rustograd_cy._recording)."""
-    stack = _recordings()
-    recording = Recording(name, tape)
-    stack.append(recording)
+    recording = _recording.Recording(name, tape)
+    _recording.begin(recording)
     try:
         out = f(*args)
     finally:
-        stack.pop()
+        _recording.end()
     return out, recording.guards
 
 
@@ -134,7 +133,7 @@ MAX_RECORDINGS = 8
 def _composing(args):
     """Whether a transform call is inside another's recording: it got terms, or f is being recorded
     (then f may close over terms even when its arguments are numbers)."""
-    return bool(_recordings()) or any(_is_traced(a) for a in args)
+    return bool(_recording.recordings()) or any(_is_traced(a) for a in args)
 
 
 def _is_traced(arg):
@@ -283,7 +282,7 @@ class _Transform:
                         raise TapeMismatchError(f"{self.name}() got terms of two different tapes")
                     tape = t.tape
         if tape is None:  # numbers only, inside a recording: record there
-            tape = _recordings()[-1].tape
+            tape = _recording.recordings()[-1].tape
         leaves, traced, shapes = [], [], []
         for k, a in enumerate(args):
             if isinstance(a, TapeTerm) or _is_real(a):

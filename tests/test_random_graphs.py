@@ -12,7 +12,7 @@ oracle's, and exactly the output's cone holds values after eval().
 import math
 import operator
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import graphs
@@ -201,6 +201,9 @@ def test_random_graph_matches_oracle(program):
 
 @settings(max_examples=300, deadline=None)
 @given(programs, st.integers(0, 1 << 20))
+# Found under make test-asan: the move crosses the tie of x < -x, so asin's operand becomes 1.
+@example(([0.0], [("neg", 0, 0, -2.0)] * 6 + [("lt", 1, 0, -2.0), ("neg", 0, 0, -2.0),
+                                              ("asin", 748, 0, -2.0)]), 0)
 def test_random_graph_second_output_and_replay(program, pick):
     """Backprop of an inner node after the output's, then new leaf values: still the oracle's."""
     leaf_values, steps = program
@@ -227,6 +230,12 @@ def test_random_graph_second_output_and_replay(program, pick):
     if not math.isfinite(fresh_output.value):
         return
     assert math.isclose(value, fresh_output.value, rel_tol=1e-12, abs_tol=0.0)
+    # A move across a comparison's tie (x < -x at x = 0 -> 0.001) can put a partial at its pole
+    # (asin at 1): the oracle's bound is then inf * 0 = NaN, where the sweeps give 0 by design (a
+    # zero partial contributes nothing, docs/guarantees.md). No bound, nothing to compare.
+    abs_grads = oracle.backprop(fresh_output, absolute=True)
+    if not all(math.isfinite(abs_grads[leaf]) for leaf in fresh_leaves if leaf in abs_grads):
+        return
     _check_gradients([Pair(leaf.term, fresh) for leaf, fresh in zip(leaves, fresh_leaves)],
                      Pair(output.term, fresh_output))
 
