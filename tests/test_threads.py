@@ -12,6 +12,7 @@ sweep gives the single-threaded reference numbers and every read is the error or
 value. `make test-asan` runs them with AddressSanitizer (the old readers freed rows under a sweep).
 """
 import io
+import math
 import pickle
 import sys
 import threading
@@ -515,9 +516,13 @@ def test_threads_sharing_one_transform_each_replay_their_own_tape():
     g = rg.grad(f)
     ref = {v: rg.grad(f)(v) for v in (0.3, 0.7)}
     failures = []
+    # Both threads alive at once: a thread started after another ended may get its ident, and then
+    # replays its tapes (the next test), which would make one recording here (seen once in CI).
+    both_started = threading.Barrier(2)
 
     def calls(v):
         try:
+            both_started.wait(timeout=60)
             for _ in range(300):
                 got = g(v)
                 if got != ref[v]:
@@ -532,3 +537,26 @@ def test_threads_sharing_one_transform_each_replay_their_own_tape():
         t.join()
     assert not failures, failures[:3]
     assert g.recordings == 2  # one per thread, each replayed after
+
+
+def test_a_thread_that_reuses_an_ended_threads_ident_replays_its_tape():
+    """Thread idents are reused once a thread has ended. A transform's tapes recorded by the ended
+    thread are then the new thread's: it replays them with its own arguments (no other thread can be
+    sweeping them), and its results are its own arguments' derivatives."""
+    def f(t):
+        return rg.sin(t) * t
+
+    g = rg.grad(f)
+    results, idents = {}, []
+
+    def call(v):
+        idents.append(threading.get_ident())
+        results[v] = g(v)
+
+    for v in (0.3, 0.7):
+        t = threading.Thread(target=call, args=(v,))
+        t.start()
+        t.join()
+    for v in (0.3, 0.7):
+        assert results[v] == pytest.approx(math.cos(v) * v + math.sin(v), rel=1e-15)
+    assert g.recordings == (1 if idents[0] == idents[1] else 2)
