@@ -47,6 +47,7 @@ cdef extern from "rg_tape.h" nogil:
     rg_index rg_tape_push(rg_tape *t, int op, rg_index lhs, rg_index rhs, double value)
     rg_index rg_cone(const rg_tape *t, rg_index output, uint8_t *mark, rg_index *cone)
     rg_index rg_forward(rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, rg_stamp epoch)
+    rg_index rg_level_order(const rg_tape *t, const rg_index *cone, rg_index n, rg_index *order)
     rg_index rg_first_stale(const rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch)
     void rg_reverse_begin(rg_tape *t, const rg_index *cone, rg_index n)
     rg_index rg_reverse(rg_tape *t, const rg_index *cone, rg_index pos, rg_index stop)

@@ -77,6 +77,47 @@ rg_index rg_forward(rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, 
     return n;
 }
 
+rg_index rg_level_order(const rg_tape *t, const rg_index *cone, rg_index n, rg_index *order) {
+    rg_index output = cone[n - 1];
+    int32_t *level = calloc((size_t)output + 1, sizeof *level); /* leaves, and the rest, start at 0 */
+    rg_index *by_op = malloc((size_t)n * sizeof *by_op);
+    rg_index count = RG_ENOMEM, top = 0;
+    int64_t op_start[RG_NUM_OPS + 1] = {0};
+    int64_t *level_start = NULL;
+    if (level == NULL || by_op == NULL) goto out;
+    count = 0;
+    for (rg_index pos = 0; pos < n; pos++) {
+        rg_index i = cone[pos];
+        int o = t->op[i];
+        if (rg_is_leaf(o)) continue;
+        int32_t a = level[t->lhs[i]], b = level[t->rhs[i]];
+        level[i] = (a > b ? a : b) + 1;
+        if (level[i] > top) top = level[i];
+        op_start[o + 1]++;
+        count++;
+    }
+    /* Two stable counting sorts: by op, then by level, so nodes end up by level, then op, then index. */
+    level_start = calloc((size_t)top + 2, sizeof *level_start);
+    if (level_start == NULL) {
+        count = RG_ENOMEM;
+        goto out;
+    }
+    for (int o = 0; o < RG_NUM_OPS; o++) op_start[o + 1] += op_start[o];
+    for (rg_index pos = 0; pos < n; pos++) {
+        rg_index i = cone[pos];
+        if (rg_is_leaf(t->op[i])) continue;
+        by_op[op_start[t->op[i]]++] = i;
+        level_start[level[i] + 1]++;
+    }
+    for (rg_index l = 0; l <= top; l++) level_start[l + 1] += level_start[l];
+    for (rg_index k = 0; k < count; k++) order[level_start[level[by_op[k]]]++] = by_op[k];
+out:
+    free(level);
+    free(by_op);
+    free(level_start);
+    return count;
+}
+
 rg_index rg_first_stale(const rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch) {
     for (rg_index pos = 0; pos < n; pos++) {
         rg_index i = cone[pos];

@@ -68,6 +68,14 @@ rg_index rg_cone(const rg_tape *t, rg_index output, uint8_t *mark, rg_index *con
  * position of the first apply node met (its value is left to the caller), or n. */
 rg_index rg_forward(rg_tape *t, const rg_index *cone, rg_index pos, rg_index n, rg_stamp epoch);
 
+/* Writes into `order` the computing nodes of cone[0..n) (leaves left out) sorted by dependency
+ * level (a node's level is one more than its operands' highest; leaves are 0), and within a level
+ * by op code, each group in ascending index; returns their count, or RG_ENOMEM.
+ * A forward sweep over `order` computes every node from the same operand values as one over the
+ * cone, so the values are the same bit for bit; it is faster because runs of one op keep the
+ * op's branch predicted and their independent libm calls overlap in the CPU. */
+rg_index rg_level_order(const rg_tape *t, const rg_index *cone, rg_index n, rg_index *order);
+
 /* Position of the first computed node in cone[0..n) whose value is not stamped `epoch`, or -1. */
 rg_index rg_first_stale(const rg_tape *t, const rg_index *cone, rg_index n, rg_stamp epoch);
 

@@ -414,6 +414,115 @@ def test_an_output_built_before_others_sweeps_only_its_own_nodes(tape):
     assert x.grad == 2.0
 
 
+# -- replays sweep in level order (rg_level_order) -------------------------------------------------
+
+def _random_graph(tape, n, seed):
+    """A random DAG of n nodes over the tape's ops with an apply() node now and then (its callable
+    counts its calls and checks that its operand is current); returns (leaves, nodes, counted)."""
+    import random
+
+    rnd = random.Random(seed)
+    leaves = [tape.term(f"x{j}", rnd.uniform(-1, 1)) for j in range(8)]
+    nodes, counted = list(leaves), Counted()
+    unary = [rg.TapeTerm.sin, rg.TapeTerm.cos, rg.TapeTerm.tanh, lambda t: t.apply("f", counted.f, counted.df)]
+    binary = [lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b]
+    for i in range(n):
+        a, b = nodes[-1 - rnd.randrange(min(len(nodes), 40))], nodes[-1 - rnd.randrange(min(len(nodes), 40))]
+        if rnd.random() < 0.5:
+            nodes.append(rnd.choice(binary)(a, b))
+        else:
+            nodes.append(unary[0 if i % 37 else 3](a) if rnd.random() < 0.3 else rnd.choice(unary[:3])(a))
+    return leaves, nodes, counted
+
+
+def test_a_replay_gives_a_first_sweeps_values_and_gradients_bit_for_bit():
+    """The second sweep of a cone on runs in level order; every node's value and gradient is the
+    one a first sweep (index order) of a fresh tape gives for the same leaves."""
+    replayed, fresh = rg.Tape(), rg.Tape()
+    leaves, nodes, counted = _random_graph(replayed, 3000, seed=1)
+    fresh_leaves, fresh_nodes, _ = _random_graph(fresh, 3000, seed=1)
+    nodes[-1].eval()
+    nodes[-1].backprop()
+    for values in ([0.1 * j - 0.3 for j in range(8)], [0.7 - 0.15 * j for j in range(8)]):
+        for leaf, fresh_leaf, v in zip(leaves, fresh_leaves, values):
+            leaf.set(v)
+            fresh_leaf.set(v)
+        calls = counted.f_calls
+        nodes[-1].eval()
+        nodes[-1].backprop()
+        fresh_nodes[-1].eval()
+        fresh_nodes[-1].backprop()
+        assert counted.f_calls > calls  # the replay ran apply() nodes
+        got = [(t.data, t.grad) for t in nodes]
+        want = [(t.data, t.grad) for t in fresh_nodes]
+        assert got == want
+        fresh = rg.Tape()  # a first sweep again, next round
+        fresh_leaves, fresh_nodes, _ = _random_graph(fresh, 3000, seed=1)
+
+
+def test_a_replays_callable_sees_its_operand_current_and_runs_once():
+    x = rg.Tape().term("x", 0.5)
+    seen = []
+    y = x
+    for _ in range(40):
+        y = (y * 0.5).sin() + x
+    z = y.apply("f", lambda v: seen.append(v) or v * v, lambda v: 2 * v) + x.cos() * 3
+    for v in (0.5, 0.25, 0.125):
+        x.set(v)
+        del seen[:]
+        want = y.eval()
+        assert z.eval() == want * want + math.cos(v) * 3
+        assert seen == [want]
+
+
+def test_a_callable_raising_in_a_replay_leaves_its_users_stale():
+    x = rg.Tape().term("x", 0.5)
+    fail = []
+
+    def f(v):
+        if fail:
+            raise ValueError("refused")
+        return v + 1
+
+    y = x
+    for _ in range(40):
+        y = y.sin() * x
+    z = y.apply("f", f, lambda v: 1.0).cos() + x.tanh()
+    z.eval()
+    z.eval()  # the replays' level order is made
+    x.set(0.25)
+    fail.append(1)
+    with pytest.raises(ValueError, match="refused"):
+        z.eval()
+    with pytest.raises(ValueNotDefinedError):
+        z.backprop()
+    fail.clear()
+    assert z.eval() == math.cos(y.eval() + 1) + math.tanh(0.25)
+
+
+def test_a_replays_callbacks_see_the_nodes_in_index_order(tape):
+    x = tape.term("x", 0.5)
+    y = x
+    for k in range(100):
+        y = (y.sin() if k % 2 else y.cos()) * x
+    y.eval()
+    y.eval()
+    seen = []
+    y.eval(callback=lambda t: seen.append(t.index))
+    assert seen == _cone_indices(y)
+
+
+def test_the_level_order_counts_in_nbytes(tape):
+    x = tape.term("x", 0.5)
+    y = x
+    for _ in range(1000):
+        y = y.sin() + x
+    y.eval()
+    before = tape.nbytes
+    y.eval()
+    assert tape.nbytes == before + 4 * 2000  # 2000 computing nodes, one rg_index each
+
+
 def test_a_shared_node_is_evaluated_once_per_sweep(tape):
     x = tape.term("x", 0.25)
     counted = Counted()

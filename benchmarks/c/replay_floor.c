@@ -10,8 +10,12 @@
  *   - "sweep, partials by libm": a forward and a reverse sweep of the cone as the tape's sweeps do
  *     them (a switch per node, the reverse computing sin's and cos's partials with libm);
  *   - "sweep, kept partials": the same with sin and cos computed by one sincos() in the forward
- *     sweep, which keeps the partial (one double per such node, in cone order) for the reverse.
- * The two sweeps' gradients are checked equal bit for bit (glibc's sincos gives sin's and cos's bits).
+ *     sweep, which keeps the partial (one double per such node, in cone order) for the reverse;
+ *   - "sweep, level-order forward": the forward sweep visits the cone by dependency level and, within
+ *     a level, by op (as the tape's replays do: rg_level_order in src/rg_tape.c), the reverse sweep
+ *     as before.
+ * The sweeps' gradients are checked equal bit for bit (glibc's sincos gives sin's and cos's bits;
+ * the level order computes each node from the same operands).
  * A replay sweeps only the cone, so these compare with the replay's ns per node of N. Also printed:
  * how many of the cone's adjoints are exactly 0 (a reverse step skips those, partial and all) or
  * subnormal (slow arithmetic), which differs much between sizes of this random graph. */
@@ -28,7 +32,7 @@ enum { LEAVES = 16, WINDOW = 64 };
 
 static long n, ncone, ntrans;
 static uint8_t *op;
-static int32_t *lhs, *rhs, *cone;
+static int32_t *lhs, *rhs, *cone, *level_cone;
 static double *value, *grad, *kept, *operand;
 
 static double now(void) {
@@ -78,10 +82,34 @@ static void build(void) {
     free(in);
 }
 
-static void forward(int keep) {
-    long k = 0;
+/* level_cone: the cone by (dependency level, op, index), by two stable counting sorts. */
+static void make_level_cone(void) {
+    int32_t *level = calloc(n, sizeof *level), *by_op = malloc(ncone * sizeof *by_op), top = 0;
+    long op_start[LEAF + 2] = {0};
     for (long pos = 0; pos < ncone; pos++) {
         long i = cone[pos];
+        int32_t a = level[lhs[i]], b = op[i] <= MUL ? level[rhs[i]] : 0;
+        level[i] = (a > b ? a : b) + 1;
+        if (level[i] > top) top = level[i];
+        op_start[op[i] + 1]++;
+    }
+    long *level_start = calloc(top + 2, sizeof *level_start);
+    for (int o = 0; o <= LEAF; o++) op_start[o + 1] += op_start[o];
+    for (long pos = 0; pos < ncone; pos++) {
+        by_op[op_start[op[cone[pos]]]++] = cone[pos];
+        level_start[level[cone[pos]] + 1]++;
+    }
+    for (int32_t l = 0; l <= top; l++) level_start[l + 1] += level_start[l];
+    for (long k = 0; k < ncone; k++) level_cone[level_start[level[by_op[k]]]++] = by_op[k];
+    free(level);
+    free(by_op);
+    free(level_start);
+}
+
+static void forward_on(const int32_t *order, int keep) {
+    long k = 0;
+    for (long pos = 0; pos < ncone; pos++) {
+        long i = order[pos];
         double a = value[lhs[i]], b = value[rhs[i]], v, d;
         switch (op[i]) {
             case ADD: v = a + b; break;
@@ -94,6 +122,8 @@ static void forward(int keep) {
         value[i] = v;
     }
 }
+
+static void forward(int keep) { forward_on(cone, keep); }
 
 static void reverse(int keep) {
     long k = 0;
@@ -135,6 +165,7 @@ int main(int argc, char **argv) {
     lhs = malloc(n * sizeof *lhs);
     rhs = malloc(n * sizeof *rhs);
     cone = malloc(n * sizeof *cone);
+    level_cone = malloc(n * sizeof *level_cone);
     value = malloc(n * sizeof *value);
     grad = malloc(n * sizeof *grad);
     kept = malloc(n * sizeof *kept);
@@ -143,7 +174,9 @@ int main(int argc, char **argv) {
     double *reference = malloc(LEAVES * sizeof *reference);
     double *t_fwd = malloc(reps * sizeof(double)), *t_rev = malloc(reps * sizeof(double));
     double *t_libm = malloc(reps * sizeof(double)), *t_kept = malloc(reps * sizeof(double));
+    double *t_level = malloc(reps * sizeof(double));
     build();
+    make_level_cone();
     forward(0);
     for (long pos = 0; pos < ncone; pos++) {
         long i = cone[pos];
@@ -172,6 +205,14 @@ int main(int argc, char **argv) {
             puts("the kept partials changed the gradients");
             return 1;
         }
+        forward_on(level_cone, 0);
+        reverse(0);
+        double t5 = now();
+        if (memcmp(reference, grad, LEAVES * sizeof *reference) != 0) {
+            puts("the level order changed the gradients");
+            return 1;
+        }
+        t_level[r] = t5 - t4;
         sink += acc;
         t_fwd[r] = t1 - t0;
         t_rev[r] = t2 - t1;
@@ -186,11 +227,14 @@ int main(int argc, char **argv) {
     }
     double per_node = 1e9 / n;
     double libm = median(t_libm, reps), kept_sweep = median(t_kept, reps);
+    double level_sweep = median(t_level, reps);
     printf("N = %ld (cone %ld nodes, %ld of them sin, cos or tanh), ns per node of N, medians of %d:\n"
            "  forward libm %.2f, reverse libm %.2f\n"
-           "  sweep, partials by libm %.2f; sweep, kept partials %.2f (x%.3f)\n"
+           "  sweep, partials by libm %.2f; sweep, kept partials %.2f (x%.3f); "
+           "sweep, level-order forward %.2f (x%.3f)\n"
            "  adjoints exactly 0: %ld of the cone's %ld; subnormal: %ld\n",
            n, ncone, ntrans, reps, median(t_fwd, reps) * per_node, median(t_rev, reps) * per_node,
-           libm * per_node, kept_sweep * per_node, kept_sweep / libm, zero, ncone, subnormal);
+           libm * per_node, kept_sweep * per_node, kept_sweep / libm, level_sweep * per_node,
+           level_sweep / libm, zero, ncone, subnormal);
     return 0;
 }
