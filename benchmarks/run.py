@@ -200,12 +200,13 @@ class Runner:
         self.table.notes.append(
             f"bytes/node: TapeTerm = tape.nbytes / len(tape) (it holds all N nodes, plus the cached "
             f"cone); the others hold only the output's cone ({cone} of {n} nodes), so their bytes "
-            f"retained after build + eval + backprop (CasADi: + its two Functions) are divided by "
+            f"retained after build + eval + backprop and a replay (CasADi: + its two Functions) are divided by "
             f"{cone}; each measured in a fresh process")
         if self.live and 10**6 in self.sizes["build"]:
             tape = self.live[0]
             g = tape.build(10**6)
             g.replay()
+            g.replay()  # the second sweep makes the cone's level order
             self.table.add("bytes/node (Tape: nbytes/len)", 10**6,
                            {tape.name: g.owner.nbytes / len(g.owner)})
 
@@ -242,14 +243,16 @@ class Runner:
 
 
 def memory_child(name, n, method):
-    """Bytes retained by one kind's bigdag graph after build + eval + backprop (run in a subprocess)."""
+    """Bytes retained by one kind's bigdag graph after build + eval + backprop and a replay (run in a
+    subprocess): a replayed tape also holds its cone's level order (docs/internals.md)."""
     kind = next(k for k in workloads.kinds() if k.name == name)
     kind.plan(n)
 
     def make():
         g = kind.build(n)
         g.prepare()
-        g.leaf_grads()  # values and gradients computed, as after a replay
+        g.leaf_grads()  # values and gradients computed
+        g.replay()  # and replayed once, as a graph that is kept to be replayed is
         return g
 
     if method == "nbytes":
