@@ -150,6 +150,7 @@ static void reverse(int keep) {
     }
 }
 
+#ifndef REPLAY_FLOOR_NO_MAIN /* replay_vector.c includes this file for its graph and sweeps */
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s N REPEATS\n", argv[0]);
@@ -238,3 +239,4 @@ int main(int argc, char **argv) {
            level_sweep / libm, zero, ncone, subnormal);
     return 0;
 }
+#endif
