@@ -150,17 +150,18 @@ static void reverse(int keep) {
     }
 }
 
-#ifndef REPLAY_FLOOR_NO_MAIN /* replay_vector.c includes this file for its graph and sweeps */
-int main(int argc, char **argv) {
+/* Reads N and REPEATS from the command line, allocates the graph's buffers, builds the graph and
+ * its level-order cone; returns REPEATS, or 0 after printing what is wrong with the arguments. */
+static int setup(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s N REPEATS\n", argv[0]);
-        return 2;
+        return 0;
     }
     n = atol(argv[1]);
     int reps = atoi(argv[2]);
     if (n <= LEAVES || reps < 1) {
         fprintf(stderr, "N must exceed %d and REPEATS be positive\n", LEAVES);
-        return 2;
+        return 0;
     }
     op = malloc(n);
     lhs = malloc(n * sizeof *lhs);
@@ -170,14 +171,21 @@ int main(int argc, char **argv) {
     value = malloc(n * sizeof *value);
     grad = malloc(n * sizeof *grad);
     kept = malloc(n * sizeof *kept);
+    build();
+    make_level_cone();
+    return reps;
+}
+
+#ifndef REPLAY_FLOOR_NO_MAIN /* replay_vector.c includes this file for its graph and sweeps */
+int main(int argc, char **argv) {
+    int reps = setup(argc, argv);
+    if (reps == 0) return 2;
     operand = malloc(n * sizeof *operand);
     uint8_t *kind = malloc(n);
     double *reference = malloc(LEAVES * sizeof *reference);
     double *t_fwd = malloc(reps * sizeof(double)), *t_rev = malloc(reps * sizeof(double));
     double *t_libm = malloc(reps * sizeof(double)), *t_kept = malloc(reps * sizeof(double));
     double *t_level = malloc(reps * sizeof(double));
-    build();
-    make_level_cone();
     forward(0);
     for (long pos = 0; pos < ncone; pos++) {
         long i = cone[pos];

@@ -124,23 +124,8 @@ static long differ(const double *x, const double *reference, double *largest) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s N REPEATS\n", argv[0]);
-        return 2;
-    }
-    n = atol(argv[1]);
-    int reps = atoi(argv[2]);
-    if (n <= LEAVES || reps < 1) {
-        fprintf(stderr, "N must exceed %d and REPEATS be positive\n", LEAVES);
-        return 2;
-    }
-    op = malloc(n);
-    lhs = malloc(n * sizeof *lhs);
-    rhs = malloc(n * sizeof *rhs);
-    cone = malloc(n * sizeof *cone);
-    level_cone = malloc(n * sizeof *level_cone);
-    value = malloc(n * sizeof *value);
-    grad = malloc(n * sizeof *grad);
+    int reps = setup(argc, argv);
+    if (reps == 0) return 2;
     stamp = calloc(n, sizeof *stamp);
     sin_in = malloc(n * sizeof *sin_in);
     cos_in = malloc(n * sizeof *cos_in);
@@ -149,8 +134,6 @@ int main(int argc, char **argv) {
     double *ref_value = malloc(n * sizeof *ref_value), *ref_grad = malloc(n * sizeof *ref_grad);
     double *t_fwd = malloc(reps * sizeof(double)), *t_rev = malloc(reps * sizeof(double));
     double *t_vfwd = malloc(reps * sizeof(double)), *t_vrev = malloc(reps * sizeof(double));
-    build();
-    make_level_cone();
     forward(0);
     reverse(0);
     memcpy(ref_value, value, n * sizeof *value);
