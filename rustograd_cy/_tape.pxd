@@ -20,7 +20,6 @@ cdef class _Cone:
     cdef rg_index n_runs            # their count; 0: not made yet; -1: too many to be worth keeping
     cdef rg_index *order            # its computing nodes in level order (rg_level_order), for replays
     cdef rg_index n_order           # their count; 0: not made yet; -1: none (a small cone, no memory)
-    cdef int forwards               # scalar forward sweeps run so far (order is made for the second)
 
 
 cdef class Tape:

@@ -499,22 +499,20 @@ cdef class Tape:
             return _forward_batch(self, output, callback)
         self._check_idle()
         self._take()
-        # A replay (the cone's second sweep on) runs in level order: the same values, faster
-        # (rg_level_order). A callback sees the nodes in index order, as the tape holds them.
+        # A replay (a sweep of a cone whose values were computed before) runs in level order: the
+        # same values, faster (rg_level_order). A callback sees the nodes in index order, as the
+        # tape holds them.
         cdef rg_index *nodes = cone.idx
         cdef rg_index *order
-        cdef rg_index n = cone.n
+        cdef rg_index n = cone.n, count
         try:
-            cone.forwards += 1
-            if callback is None and cone.forwards >= 2:
+            if callback is None and cone.valid_epoch != 0:
                 if cone.n_order == 0:  # made once, without the GIL, and shown to readers whole
                     with nogil:
-                        n = _level_order(&self.c, cone.idx, cone.n, &order)
-                    cone.order, cone.n_order = order, n
+                        count = _level_order(&self.c, cone.idx, cone.n, &order)
+                    cone.order, cone.n_order = order, count
                 if cone.n_order > 0:
                     nodes, n = cone.order, cone.n_order
-                else:
-                    n = cone.n
             while pos < n:
                 end = n if callback is None else pos + 1
                 with nogil:
