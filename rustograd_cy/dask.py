@@ -19,6 +19,7 @@ the current `dask.distributed` client is used, or without one Dask's local threa
 See docs/dask.md.
 """
 import collections.abc
+from concurrent.futures import CancelledError  # distributed's FutureCancelledError derives from it
 import os
 import pickle
 import threading
@@ -45,6 +46,7 @@ __all__ = ["value_and_grad", "fit", "DEFAULT_MAX_BYTES"]
 #: Batch rows a task holds at once (values and gradients, 16 bytes per tape node and sample); a chunk
 #: needing more is swept in slices of fewer samples.
 DEFAULT_MAX_BYTES = 256 * 2**20
+PAYLOAD_RESENDS = 2  # times a step sends the tape again after every copy of it was lost
 
 _LEAF = OP_CODES["leaf"]
 _OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam}
@@ -318,15 +320,30 @@ class _Session:
                      for block in self.blocks]
             results = dask.compute(*parts)
         else:
-            n = len(self.blocks)
-            futures = self.client.map(_partial, [self.payload] * n, [theta] * n, [p.slice] * n,
-                                      *zip(*self.blocks), pure=False)
-            results = self.client.gather(futures)
+            results = self._run_partials(theta)
         value, grads = 0.0, np.zeros(len(p.params))
         for v, g in results:
             value += v
             grads += g
         return value, grads
+
+
+    def _run_partials(self, theta):
+        """Every chunk's (loss sum, gradient sums) from the workers, in chunk order.
+
+        The data chunks have lineage: the scheduler recomputes a lost worker's. The scattered tape
+        has none: lost with every worker that held a copy, it cancels the step's tasks, and the step
+        sends it again and runs once more (a worker killed mid-fit must change nothing)."""
+        p, n = self.problem, len(self.blocks)
+        for attempt in range(PAYLOAD_RESENDS + 1):
+            futures = self.client.map(_partial, [self.payload] * n, [theta] * n, [p.slice] * n,
+                                      *zip(*self.blocks), pure=False)
+            try:
+                return self.client.gather(futures)
+            except CancelledError:
+                if attempt == PAYLOAD_RESENDS:
+                    raise
+                self.payload = self.client.scatter(p.payload, broadcast=True, hash=False)
 
 
 def value_and_grad(loss, params, data, client=None, *, max_bytes=DEFAULT_MAX_BYTES):

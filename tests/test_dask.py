@@ -206,6 +206,28 @@ def test_a_worker_killed_mid_fit_changes_nothing(client):
     assert before[0] not in after and len(after) == 2
 
 
+def test_every_worker_killed_mid_fit_changes_nothing(client):
+    """With every worker gone, the tape's scattered copies are lost (they have no lineage for the
+    scheduler to recompute): the step sends them again, and the data chunks are recomputed. Seen
+    once with one worker killed, where the other held no copy of them."""
+    xs, ys = samples()
+    kw = dict(optimizer="sgd", lr=0.01, steps=6, client=client)
+    tape, loss, params, x, y = model()
+    undisturbed = rgd.fit(loss, params, dask_data(x, y, xs, ys), **kw)
+    before = worker_pids(client)
+
+    def kill_all(step, value):
+        if step == 2:
+            for pid in before:
+                os.kill(pid, signal.SIGKILL)
+
+    tape, loss, params, x, y = model()
+    got = rgd.fit(loss, params, dask_data(x, y, xs, ys), callback=kill_all, **kw)
+    np.testing.assert_array_equal(got, undisturbed)
+    client.wait_for_workers(2, timeout=60)
+    assert not set(before) & set(worker_pids(client))
+
+
 @pytest.fixture
 def bad(client, monkeypatch):
     """Whether anything reached the cluster: scatter/compute/map/submit fail the test if called."""
